@@ -1,0 +1,1 @@
+"""chatrec: a conversational recommender."""

@@ -1,0 +1,186 @@
+"""Typed, frozen configuration. Unknown keys are errors, never silently ignored.
+
+A config is loaded from TOML or YAML (nested tables matching the dataclasses below) and can be
+overridden with ``section.field=value`` strings from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PACKAGED_LLM = "packaged:gemma3-270m"
+PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    llm: str = PACKAGED_LLM  # packaged default, a Hugging Face causal-LM id, or a local directory
+    embedder: str = PACKAGED_EMBEDDER  # packaged default, a sentence-transformers id, or a path
+    dtype: str = "float32"  # float32 | bfloat16 | float16; bf16 was slower than fp32 on the 2-core CPU
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads; 0 = all cores
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    n_candidates: int = 20  # candidates handed to the LLM (one label each, at most 26)
+    pool: int = 200  # depth of each retriever's list before fusion
+    rrf_k: int = 60  # reciprocal-rank-fusion constant (Cormack et al., 2009)
+    like_weight: float = 0.6  # pull of liked items on the dense query
+    genre_boost: float = 0.01  # fused-score bonus for an item matching a wanted genre
+    popularity_weight: float = 0.002  # mild prior from an item's `popularity` attribute, if any
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    top_k: int = 5  # items shown per answer
+    llm_weight: float = 1.0  # weight of the LLM label log-probability
+    retrieval_weight: float = 1.0  # weight of the log retrieval prior; keeps an untuned LLM in check
+    use_llm: bool = True  # False ranks by retrieval alone (a baseline)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    reasons: bool = True  # write reasons with the LLM (else attribute-based reasons only)
+    max_reason_tokens: int = 40  # per reason
+    batch_reasons: bool = True  # one batched generate call for all top-k reasons
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    clip_model: str = "ViT-B-32"  # open_clip architecture
+    clip_pretrained: str | None = None  # open_clip pretrained tag or a local checkpoint file
+    whisper: str = "base"  # packaged Whisper: base | tiny.en
+    image_tokens: int = 4  # soft tokens per image (K)
+    audio_tokens: int = 4  # soft tokens per audio clip (M)
+    max_image_megapixels: float = 50.0  # larger images are refused
+    max_audio_seconds: float = 600.0  # longer clips are refused; > 30 s is windowed
+
+
+@dataclass(frozen=True)
+class Config:
+    catalog: str | None = None  # catalog file (.jsonl/.csv); None = the packaged demo films
+    adapter: str | None = "default"  # adapter name under adapters/, a directory, or None for the base LLM
+    data_dir: str = ""  # sessions database and caches; "" = $CHATREC_HOME or ~/.cache/chatrec
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+
+    def home(self) -> Path:
+        return Path(self.data_dir or os.environ.get("CHATREC_HOME") or Path.home() / ".cache" / "chatrec")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        return _coerce(value, next(a for a in args if a is not type(None)), key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a table, got {value!r}")
+        return _build(tp, value, key + ".")
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return tp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r} expects {tp.__name__}, got {value!r}") from None
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[prefix + u for u in unknown]}; valid: {sorted(names)}")
+    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in data.items()})
+
+
+def _nested(overrides: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} must look like section.key=value")
+        key, value = o.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a Config from an optional TOML/YAML file plus ``a.b=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+        try:
+            if path.suffix.lower() == ".toml":
+                data = tomllib.loads(text)
+            elif path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+            else:
+                raise ConfigError(f"{path}: config must be .toml, .yaml or .yml")
+        except (tomllib.TOMLDecodeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {e}") from None
+        except Exception as e:  # yaml.YAMLError without importing yaml at module level
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a table")
+    data = _merge(data, _nested(overrides or []))
+    cfg = _build(Config, data)
+    if not 1 <= cfg.retrieval.n_candidates <= 26:
+        raise ConfigError("retrieval.n_candidates must be between 1 and 26 (one letter label each)")
+    if not 1 <= cfg.ranking.top_k <= cfg.retrieval.n_candidates:
+        raise ConfigError("ranking.top_k must be between 1 and retrieval.n_candidates")
+    return cfg

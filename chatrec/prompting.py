@@ -1,0 +1,112 @@
+"""Prompt rendering from the templates in ``prompts/``. Owns the <image>/<audio> placeholders.
+
+Catalog and user text are data: it is flattened to one line and stripped of the characters that
+delimit the prompt's structure, so a description cannot open a new section, forge a candidate label
+or smuggle in a placeholder. The ranking output is a label token, so format and item set are fixed
+by construction whatever the data says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from .catalog import Item
+
+IMAGE = "<image>"
+AUDIO = "<audio>"
+PLACEHOLDERS = (IMAGE, AUDIO)
+LABELS = tuple(string.ascii_uppercase)  # " A".." Z" are single tokens in common tokenizers
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+TEMPLATES = ("rank.txt", "reason.txt")
+
+_UNSAFE = re.compile(r"[<>\[\]{}#|\r\n\t]+")
+
+
+def clean(text: str, limit: int = 600) -> str:
+    """One line of data text: no structural characters, bounded length."""
+    text = _UNSAFE.sub(" ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text[:limit].rstrip() + ("…" if len(text) > limit else "")
+
+
+@cache
+def template(name: str) -> str:
+    path = PROMPTS_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt template {path} is missing")
+    return path.read_text(encoding="utf-8").rstrip("\n")
+
+
+def templates_hash() -> str:
+    """sha256 over the prompt templates; a trained adapter is only valid for this exact value."""
+    h = hashlib.sha256()
+    for name in TEMPLATES:
+        h.update(name.encode() + b"\0" + template(name).encode() + b"\0")
+    return h.hexdigest()
+
+
+def item_line(item: Item, max_keywords: int = 4) -> str:
+    """Key facts of one candidate on one line."""
+    parts = [clean(item.title, 120) + (f" ({item.year})" if item.year else "")]
+    for key, n in (("genres", 3), ("director", 2), ("cast", 2), ("keywords", max_keywords)):
+        vals = item.values(key)[:n]
+        if vals:
+            parts.append(clean(", ".join(vals), 160))
+    return "; ".join(parts)
+
+
+def facts_text(item: Item) -> str:
+    parts = []
+    if item.year:
+        parts.append(f"year {item.year}")
+    for key in ("genres", "director", "cast", "keywords"):
+        vals = item.values(key)
+        if vals:
+            parts.append(f"{key} {', '.join(vals[:4])}")
+    return clean("; ".join(parts), 400)
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    """One turn as the prompt sees it."""
+
+    role: str  # "user" | "assistant"
+    text: str
+    has_image: bool = False
+    has_audio: bool = False
+
+
+def dialogue_text(turns: Sequence[UserTurn], max_turns: int = 8) -> str:
+    lines = []
+    for t in turns[-max_turns:]:
+        who = "User" if t.role == "user" else "Assistant"
+        marks = (IMAGE + " " if t.has_image else "") + (AUDIO + " " if t.has_audio else "")
+        lines.append(f"{who}: {marks}{clean(t.text)}")
+    return "\n".join(lines)
+
+
+def rank_prompt(turns: Sequence[UserTurn], candidates: Sequence[Item]) -> str:
+    if len(candidates) > len(LABELS):
+        raise ValueError(f"at most {len(LABELS)} candidates can be labelled, got {len(candidates)}")
+    cands = "\n".join(f"{LABELS[i]}: {item_line(it)}" for i, it in enumerate(candidates))
+    return template("rank.txt").format(candidates=cands, dialogue=dialogue_text(turns))
+
+
+def reason_prompt(item: Item, request: str) -> str:
+    return template("reason.txt").format(
+        title=clean(item.title, 120) + (f" ({item.year})" if item.year else ""),
+        facts=facts_text(item),
+        description=clean(item.description, 300),
+        request=clean(request, 300),
+    )
+
+
+def split_placeholders(prompt: str) -> list[str]:
+    """Split a prompt into text pieces and placeholder pieces, in order."""
+    return [p for p in re.split(f"({'|'.join(map(re.escape, PLACEHOLDERS))})", prompt) if p]
