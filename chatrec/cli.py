@@ -26,7 +26,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", help="adapter name under adapters/ or a directory")
     p.add_argument("--no-adapter", action="store_true", help="use the base LLM without any adapter")
     p.add_argument("--clip-pretrained", help="open_clip pretrained tag or local checkpoint for image input")
-    p.add_argument("--data-dir", help="where sessions and caches live (default ~/.cache/chatrec)")
+    p.add_argument("--data-dir", help="where sessions are stored (default ~/.local/share/chatrec)")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -153,7 +153,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
     embedder = load_embedder(cfg.model.embedder)
-    vecs = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.home(), progress=True)
+    vecs = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.cache(), progress=True)
     print(f"indexed {len(catalog)} items from {catalog.source}: {vecs.shape[1]}-d vectors, hash {catalog.content_hash()[:16]}")
     return 0
 

@@ -73,7 +73,7 @@ class MediaConfig:
 class Config:
     catalog: str | None = None  # catalog file (.jsonl/.csv); None = the packaged demo films
     adapter: str | None = "default"  # adapter name under adapters/, a directory, or None for the base LLM
-    data_dir: str = ""  # sessions database and caches; "" = $CHATREC_HOME or ~/.cache/chatrec
+    data_dir: str = ""  # sessions database; "" = $CHATREC_HOME or ~/.local/share/chatrec
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -82,7 +82,12 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
 
     def home(self) -> Path:
-        return Path(self.data_dir or os.environ.get("CHATREC_HOME") or Path.home() / ".cache" / "chatrec")
+        return Path(self.data_dir or os.environ.get("CHATREC_HOME") or Path.home() / ".local" / "share" / "chatrec")
+
+    @staticmethod
+    def cache() -> Path:
+        """Converted model weights and indexes; shared by all data dirs ($CHATREC_CACHE to move it)."""
+        return Path(os.environ.get("CHATREC_CACHE") or Path.home() / ".cache" / "chatrec")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

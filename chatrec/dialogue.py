@@ -119,8 +119,9 @@ class Session:
 
 
 def _ref_rank(m: re.Match) -> int:
-    num = m.group(1) or m.group(2) or m.group(4)
-    return int(num) if num else _ORDINALS[m.group(3)]
+    """The rank a matched reference names (patterns hold several _REF groups; one is set)."""
+    value = next(g for g in m.groups() if g)
+    return int(value) if value.isdigit() else _ORDINALS[value]
 
 
 def _titles_in(text: str, catalog: Catalog) -> list[tuple[str, int]]:
@@ -181,9 +182,9 @@ def _years(s: Session, low: str, catalog: Catalog) -> None:
         century = m.group(1) or ("20" if m.group(3) in ("0", "1", "2") else "19")
         decade = int(century + (m.group(2) or m.group(3)) + "0")
         s.year_min, s.year_max = decade, decade + 9
-    if m := re.search(r"\b(?:before|older than|pre-?)\s*((?:19|20)\d\d)\b", low):
+    if m := re.search(r"\b(?:before|older than|pre-?)\s*((?:18|19|20)\d\d)\b", low):
         s.year_max = int(m.group(1)) - 1
-    if m := re.search(r"\b(?:after|since|newer than|post-?)\s*((?:19|20)\d\d)\b", low):
+    if m := re.search(r"\b(?:after|since|newer than|post-?)\s*((?:18|19|20)\d\d)\b", low):
         s.year_min = int(m.group(1)) + 1
     shown = [catalog.get(i).year for i in s.last_items if i in catalog and catalog.get(i).year]
     if re.search(r"\b(older|earlier|classic|less recent)\b", low):

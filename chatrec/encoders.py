@@ -255,7 +255,9 @@ class AudioEncoder:
         import whisper
 
         n_frames = len(window) // whisper.audio.HOP_LENGTH
-        mel = whisper.log_mel_spectrogram(torch.from_numpy(window), self.model.dims.n_mels, padding=whisper.audio.N_SAMPLES)
+        mel = whisper.log_mel_spectrogram(
+            torch.from_numpy(window), self.model.dims.n_mels, padding=whisper.audio.N_SAMPLES
+        )
         return whisper.pad_or_trim(mel[:, :n_frames], whisper.audio.N_FRAMES)
 
     @torch.no_grad()

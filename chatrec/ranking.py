@@ -111,7 +111,9 @@ def fallback_reason(item: Item, user_text: str, liked: Sequence[Item] = ()) -> s
         desc += f" by {director[0]}"
     matched = matched_facts(item, user_text, liked)
     if matched:
-        return f"{head} is {desc}; {'; '.join(matched[:2])}."
+        if matched[0].endswith("as you asked"):  # genres are said there; don't say them twice
+            desc = "a film" + (f" by {director[0]}" if director else "")
+        return f"{head} is {desc}; {'; '.join(matched[:3])}."
     kws = item.values("keywords")[:2]
     tail = f" about {' and '.join(kws)}" if kws else ""
     cast = item.values("cast")[:2]

@@ -70,14 +70,14 @@ class Recommender:
         if cfg.model.threads:
             torch.set_num_threads(cfg.model.threads)
         device = _device(cfg.model.device)
-        home = cfg.home()
+        cache = cfg.cache()
         catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
         embedder = load_embedder(cfg.model.embedder, device=device)
-        vectors = embed_catalog(catalog, embedder, cfg.model.embedder, home, progress=progress)
+        vectors = embed_catalog(catalog, embedder, cfg.model.embedder, cache, progress=progress)
         retriever = Retriever(catalog, embedder, vectors, cfg.retrieval)
         lm, note = None, ""
         if load_llm_model and (cfg.ranking.use_llm or cfg.generation.reasons):
-            tok, model, identity = load_llm(cfg.model.llm, home, cfg.model.dtype, device)
+            tok, model, identity = load_llm(cfg.model.llm, cache, cfg.model.dtype, device)
             projectors = {}
             if cfg.adapter:
                 try:
@@ -90,7 +90,7 @@ class Recommender:
                     log.warning(note)
             lm = ChatLM(tok, model, identity, projectors)
             lm.rank("warm-up", 1)  # the first forward pass pays one-off setup costs
-        store = SessionStore(home / "sessions.sqlite")
+        store = SessionStore(cfg.home() / "sessions.sqlite")
         return cls(cfg, catalog, retriever, lm, store, note)
 
     # ---- one turn ------------------------------------------------------------------------------

@@ -142,6 +142,10 @@ class Retriever:
         self.bm25.index(bm25s.tokenize([it.text() for it in catalog], stopwords="en", show_progress=False),
                         show_progress=False)
         self._bm25s = bm25s
+        # Popularity on any scale -> [0, 1] by log, so the prior stays mild whatever the units.
+        pops = np.array([float(it.attributes.get("popularity") or 0) if isinstance(it.attributes.get("popularity"), (int, float))
+                         else 0.0 for it in catalog])
+        self.popularity = np.log1p(np.clip(pops, 0, None)) / max(np.log1p(pops.max()), 1e-9) if pops.any() else pops
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embedder.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0]
@@ -186,9 +190,7 @@ class Retriever:
             score = fused.get(pos, 0.0)
             if c.include_genres & set(item.values("genres")):
                 score += self.cfg.genre_boost * len(c.include_genres & set(item.values("genres")))
-            pop = item.attributes.get("popularity")
-            if isinstance(pop, (int, float)):
-                score += self.cfg.popularity_weight * float(pop)
+            score += self.cfg.popularity_weight * float(self.popularity[pos])
             out.append(Candidate(item, score, {}))
         out.sort(key=lambda cand: -cand.score)
         out = out[:n]

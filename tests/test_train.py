@@ -1,0 +1,176 @@
+import json
+import shutil
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FIXTURES, HashEmbedder, tiny_causal_lm, tiny_tokenizer
+
+from chatrec import packaged
+from chatrec.adapter import load_adapter
+from chatrec.catalog import load_catalog
+from chatrec.dialogues import Dialogue, Turn, save_dialogues
+from chatrec.model import ChatLM
+from chatrec.train import TrainError, batch_indices, load_train_config, main, train
+
+ASKS = [("Any scary horror films?", "the-shining-1980"), ("Something animated for my kids", "toy-story-1995"),
+        ("A tense science fiction film in space", "alien-1979"), ("A classic war romance", "casablanca-1942"),
+        ("A crime drama about a mafia family", "the-godfather-1972"), ("Heist thriller with Al Pacino", "heat-1995")]
+
+
+def _dialogues(split: str) -> list[Dialogue]:
+    return [Dialogue(f"{split}-{i}", "test", split, (Turn("user", ask), Turn("assistant", "Try this.", targets=(t,))), t)
+            for i, (ask, t) in enumerate(ASKS)]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A tiny local LLM directory, a catalog copy, dialogue files, and the hashing embedder."""
+    catalog = tmp_path / "films.jsonl"
+    shutil.copy(FIXTURES / "films_small.jsonl", catalog)
+    tok = tiny_tokenizer(" ".join(it.text() for it in load_catalog(catalog)))
+    llm = tmp_path / "llm"
+    lm = tiny_causal_lm(len(tok))
+    with torch.no_grad():  # the default 0.02-std embeddings cap every logit near 0: nothing to learn in a few steps
+        lm.get_input_embeddings().weight.mul_(10)
+    lm.save_pretrained(llm)
+    tok.save_pretrained(llm)
+    save_dialogues(tmp_path / "train.jsonl", _dialogues("train"))
+    save_dialogues(tmp_path / "val.jsonl", _dialogues("val"))
+    monkeypatch.setattr(packaged, "load_embedder", lambda name, device="cpu": HashEmbedder())
+    base = [f"llm={llm}", f"catalog={catalog}", f"train_dialogues={tmp_path / 'train.jsonl'}",
+            f"val_dialogues={tmp_path / 'val.jsonl'}", f"data_dir={tmp_path / 'home'}", "n_candidates=5",
+            "batch_size=2", "grad_accum=1", "lr=0.01", "lora_r=4", "max_examples=0", "max_val_examples=0",
+            "gradient_checkpointing=true", "lora_dropout=0.1", "threads=1"]
+    return Namespace(tmp=tmp_path, llm=llm, base=base, out=tmp_path / "out")
+
+
+def cfg(env, *extra):
+    return load_train_config(None, env.base + [f"out={env.out}", *extra])
+
+
+def test_a_few_steps_reduce_the_loss_and_write_the_bundle(env):
+    res = train(cfg(env, "max_steps=24", "checkpoint_every=0", "lr=0.02"))
+    h = res.history
+    assert len(h) == 24 and sum(h[-6:]) / 6 < 0.8 * sum(h[:6]) / 6  # batches differ: compare means
+    for name in ("adapter_config.json", "adapter_model.safetensors", "manifest.json", "README.md", "loss.png"):
+        assert (env.out / name).is_file(), name
+    assert not (env.out / "projectors.safetensors").exists()
+    m = json.loads((env.out / "manifest.json").read_text())
+    assert m["base_model"] == str(env.llm) and m["projectors"] == {} and m["lora"] is True
+    assert m["training"]["steps"] == 24 and "image projector" in m["training"]["not_trained"]
+    assert set(m["training"]["metrics"]) >= {"recall@1", "recall@5", "n"}
+
+
+def test_saved_adapter_reproduces_the_label_logits(env):
+    res = train(cfg(env, "max_steps=3", "checkpoint_every=0"))
+    tok, base, identity = packaged.load_llm(str(env.llm), env.tmp / "home")
+    model, projectors, _ = load_adapter(base, identity, str(env.out))
+    loaded = ChatLM(tok, model, identity, projectors).eval()
+    prompt = "Choose the best film .\nThe best candidate is option"
+    with torch.no_grad():
+        want = res.lm.label_logits(res.lm.embed([prompt]), 5)
+        got = loaded.label_logits(loaded.embed([prompt]), 5)
+        base_only = ChatLM(tok, tiny_causal_lm(len(tok)), identity).label_logits(loaded.embed([prompt]), 5)
+    assert torch.allclose(want, got, atol=1e-5)
+    assert not torch.allclose(want, base_only, atol=1e-4)  # the LoRA did change something
+
+
+def test_resume_continues_the_same_run(env):
+    full = train(cfg(env, "max_steps=6", "checkpoint_every=3")).history
+    shutil.rmtree(env.out)
+    first = train(cfg(env, "max_steps=3", "checkpoint_every=3")).history
+    assert (env.out / "checkpoints" / "step-3" / "optimizer.safetensors").is_file()
+    resumed = train(cfg(env, "max_steps=6", "checkpoint_every=3"), resume=True)
+    assert first == pytest.approx(full[:3], abs=1e-6)
+    assert resumed.history == pytest.approx(full, abs=1e-5)  # same data order, optimizer moments and dropout
+    assert resumed.manifest.training["steps"] == 6
+
+
+def test_data_order_is_a_function_of_the_step():
+    a = [batch_indices(m, 10, 3, seed=1) for m in range(9)]
+    assert a == [batch_indices(m, 10, 3, seed=1) for m in range(9)]
+    assert sorted(i for b in a[:3] for i in b) == sorted(set(i for b in a[:3] for i in b))  # no repeats in an epoch
+    assert a[:3] != a[3:6]  # reshuffled each epoch
+
+
+def _checkpointed(env) -> Path:
+    train(cfg(env, "max_steps=2", "checkpoint_every=2"))
+    return env.out / "checkpoints" / "step-2"
+
+
+def test_corrupted_checkpoint_is_refused(env):
+    ck = _checkpointed(env)
+    (ck / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(TrainError, match="corrupted or unreadable safetensors"):
+        train(cfg(env, "max_steps=4"), resume=True)
+
+
+def test_checkpoint_for_another_base_is_refused(env):
+    ck = _checkpointed(env)
+    m = json.loads((ck / "manifest.json").read_text())
+    (ck / "manifest.json").write_text(json.dumps({**m, "base_model": "some-other-llm@sha256:0"}))
+    with pytest.raises(TrainError, match="trained for base model some-other-llm"):
+        train(cfg(env, "max_steps=4"), resume=True)
+
+
+def test_4bit_on_cpu_is_refused_before_loading(env, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+
+    def boom(*a, **k):
+        raise AssertionError("loaded something")
+
+    monkeypatch.setattr(packaged, "load_llm", boom)
+    monkeypatch.setattr(packaged, "resolve_llm", boom)
+    with pytest.raises(TrainError, match="needs a CUDA GPU"):
+        main(Namespace(config=None, set=env.base, out=str(env.out), resume=False, load_in_4bit=True))
+
+
+@pytest.mark.parametrize("text,overrides,match", [
+    ("lora_r = 8\nbogus = 1\n", [], r"unknown training config key\(s\) \['bogus'\]"),
+    ("lora_r = 'eight'\n", [], "expects an integer"),
+    ("lora_r = [\n", [], "not valid TOML"),
+    ("", ["batch_size=0"], "batch_size must be at least 1"),
+    ("", ["n_candidates=30"], "between 1 and 26"),
+    ("", ["gradient_checkpointing=maybe"], "expects true or false"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, text, overrides, match):
+    p = tmp_path / "t.toml"
+    p.write_text(text)
+    with pytest.raises(TrainError, match=match):
+        load_train_config(p, overrides)
+
+
+def test_config_values_parse():
+    c = load_train_config(Path(__file__).parent.parent / "configs" / "train_default.toml",
+                          ["max_steps=5", "target_modules=q_proj,v_proj", "lr=1e-3"])
+    assert c.max_steps == 5 and c.target_modules == ("q_proj", "v_proj") and c.lr == 1e-3
+    with pytest.raises(TrainError, match="cannot read"):
+        load_train_config("/no/such/file.toml")
+
+
+def test_missing_or_empty_data_is_refused(env):
+    with pytest.raises(TrainError, match="train dialogues not found"):
+        train(cfg(env, f"train_dialogues={env.tmp / 'nope.jsonl'}"))
+    chat_only = [Dialogue("c", "test", "train", (Turn("user", "hi"), Turn("assistant", "hello")))]
+    save_dialogues(env.tmp / "chat.jsonl", chat_only)
+    with pytest.raises(TrainError, match="no train dialogue with a recommendation turn"):
+        train(cfg(env, f"train_dialogues={env.tmp / 'chat.jsonl'}"))
+
+
+def test_image_projector_is_aligned_only_with_real_clip_weights(env):
+    from chatrec.encoders import TINY_CLIP, ImageEncoder
+
+    ckpt = env.tmp / "tiny_clip.pt"  # a local checkpoint file counts as real weights
+    torch.save(ImageEncoder(TINY_CLIP, allow_random=True).model.state_dict(), ckpt)
+    res = train(cfg(env, "max_steps=1", "checkpoint_every=0", f"clip_model={TINY_CLIP}", f"clip_pretrained={ckpt}",
+                    "align_steps=3", "image_tokens=2"))
+    m = res.manifest
+    assert set(m.projectors) == {"image"} and m.projectors["image"]["tokens_per_input"] == 2
+    assert "image projector" not in m.training["not_trained"] and m.encoders["image"].startswith(TINY_CLIP)
+    tok, base, identity = packaged.load_llm(str(env.llm), env.tmp / "home")
+    _, projectors, _ = load_adapter(base, identity, str(env.out))
+    x = torch.randn(1, 1, 32)
+    assert torch.allclose(projectors["image"](x), res.lm.projectors["image"](x), atol=1e-6)
