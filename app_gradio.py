@@ -194,13 +194,13 @@ class ChatUI:
         session = self._session(sid)
         base = [*history, {"role": "user", "content": shown}]
         yield View(sid, base, "⏳ Finding candidates and ranking…", clear_inputs=True)
-        t0 = time.perf_counter()
+        t0, t_ranked = time.perf_counter(), 0.0
         recs: list[Recommendation] = []
         live: dict[int, str] = {}
         for batch in self._events(session, text, image, audio):
             for kind, data in batch:
                 if kind == "ranked":
-                    recs = data
+                    recs, t_ranked = data, time.perf_counter() - t0
                 elif kind == "token":
                     live[data[0]] = live.get(data[0], "") + data[1]
                 elif kind == "error":
@@ -219,7 +219,7 @@ class ChatUI:
                     yield View(a.session.id, [*base, {"role": "assistant", "content": reply or "…"}], status,
                                cards_html(a.recommendations))
                     return
-            status = f"✍️ Writing reasons… (ranked in {time.perf_counter() - t0:.1f} s)" if recs else "⏳ Ranking…"
+            status = f"✍️ Writing reasons… (ranked in {t_ranked:.1f} s)" if recs else "⏳ Ranking…"
             yield View(sid, [*base, {"role": "assistant", "content": _list_md(recs) or "…"}], status,
                        cards_html(recs, live) if recs else None)
 

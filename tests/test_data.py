@@ -99,7 +99,7 @@ def test_loss_mask_covers_only_target_tokens(tiny_lm):
     targets = [" It is a film .\n", " Yes\n"]
     batch = collate_text(tiny_lm, prompts, targets)
     plain = tiny_lm.embed(prompts)
-    for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+    for i, t in enumerate(targets):
         ids = tiny_lm.tok(t, add_special_tokens=False).input_ids
         row = batch.labels[i]
         assert int((row != IGNORE).sum()) == len(ids)

@@ -52,7 +52,7 @@ def driver(tmp_path):
     opts.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1440,1000"):
+                 f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1440,1200"):
         opts.add_argument(flag)
     d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
     yield d
@@ -71,6 +71,12 @@ def _speech_wav(tmp_path: Path) -> tuple[Path, str]:
     wav = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
     return wav, text
+
+
+def screenshot(driver, tmp_path: Path) -> None:
+    driver.save_screenshot(str(tmp_path / "ui.png"))
+    (ROOT / "docs").mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "ui.png", ROOT / "docs" / "ui.png")
 
 
 @pytest.mark.browser
@@ -104,9 +110,7 @@ def test_chat_dislike_audio_and_screenshot(app_url, driver, tmp_path):
     wait.until(lambda d: "Not #1" in d.find_element(By.ID, "chat").text)
     wait.until(lambda d: answered(2) and titles() != first)
     assert first[0] not in titles()
-    driver.save_screenshot(str(tmp_path / "ui.png"))
-    (ROOT / "docs").mkdir(exist_ok=True)
-    shutil.copy(tmp_path / "ui.png", ROOT / "docs" / "ui.png")
+    screenshot(driver, tmp_path)
 
     if importlib.util.find_spec("chatrec.multimodal") is None:
         pytest.skip("audio wiring (chatrec/multimodal.py) is not there yet; chat and dislike passed")
@@ -118,7 +122,7 @@ def test_chat_dislike_audio_and_screenshot(app_url, driver, tmp_path):
     heard = driver.find_element(By.ID, "chat").text.split("Heard:")[-1].lower()
     assert "paris" in heard or "romantic" in heard, f"transcript of {said!r} not shown: {heard[:200]!r}"
     wait.until(lambda d: answered(3))
-    driver.save_screenshot(str(tmp_path / "ui_audio.png"))
+    screenshot(driver, tmp_path)  # the picture for the docs shows the transcript too
 
 
 def test_two_users_at_once_with_the_real_models(rec):

@@ -1,0 +1,88 @@
+"""Image and audio turns through the Recommender, with a tiny random CLIP (tests only)."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from chatrec.dialogue import Session
+from chatrec.encoders import TINY_CLIP, ImageEncoder
+from chatrec.media import MediaError
+from chatrec.multimodal import MultimodalInputs
+from chatrec.projector import build_projector
+
+
+@pytest.fixture
+def with_tiny_clip(tiny_recommender):
+    rec = tiny_recommender
+    rec.media = MultimodalInputs(rec)
+    rec.media._image = ImageEncoder(TINY_CLIP, allow_random=True)  # never done outside tests
+    return rec
+
+
+@pytest.fixture
+def poster(tmp_path):
+    p = tmp_path / "poster.png"
+    Image.new("RGB", (80, 120), (200, 30, 30)).save(p)
+    return str(p)
+
+
+def test_image_without_projector_is_used_for_retrieval_only(with_tiny_clip, poster):
+    ans = with_tiny_clip.respond(Session(), "", image=poster)
+    assert len(ans.understood["image_neighbours"]) == 3
+    assert any("no trained image projector" in n for n in ans.notes)
+    assert ans.recommendations
+
+
+def test_image_soft_tokens_reach_the_prompt(with_tiny_clip, poster, monkeypatch):
+    rec = with_tiny_clip
+    lm = rec.lm
+    lm.projectors["image"] = build_projector("linear", rec.media._image.embed_dim, lm.hidden_size, 2)
+    seen = []
+    real_embed = lm.embed
+    monkeypatch.setattr(lm, "embed", lambda prompts, media=None: seen.append((prompts, media)) or real_embed(prompts, media))
+    try:
+        rec.respond(Session(), "this mood", image=poster)
+    finally:
+        lm.projectors.pop("image")
+    prompts, media = seen[0]
+    assert prompts[0].count("<image>") == 1 and len(media[0].image) == 1
+    assert media[0].image[0].shape == (1, rec.media._image.embed_dim)
+
+
+def test_bad_image_leaves_session_unchanged(with_tiny_clip, tmp_path):
+    rec = with_tiny_clip
+    s = rec.respond(Session(), "a crime film").session
+    before = json.dumps(s.to_dict())
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(MediaError, match="x.png"):
+        rec.respond(s, "like this", image=str(bad))
+    with pytest.raises(MediaError):
+        rec.respond(s, "like this", image=str(tmp_path / "missing.png"))
+    assert json.dumps(s.to_dict()) == before == json.dumps(rec.store.load(s.id).to_dict())
+
+
+def test_bad_audio_leaves_session_unchanged(tiny_recommender, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    rec = tiny_recommender
+    s = rec.respond(Session(), "a crime film").session
+    before = json.dumps(s.to_dict())
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    garbage = tmp_path / "noise.wav"
+    garbage.write_bytes(b"RIFF....WAVEfmt garbage")
+    for path in (silent, garbage, tmp_path / "missing.wav"):
+        with pytest.raises(MediaError):
+            rec.respond(s, "", audio=str(path))
+    assert json.dumps(s.to_dict()) == before == json.dumps(rec.store.load(s.id).to_dict())
+
+
+def test_projected_media_shapes_match_config(tiny_recommender):
+    cfg = tiny_recommender.cfg.media
+    assert cfg.image_tokens >= 1 and cfg.audio_tokens >= 1
+    p = build_projector("mlp2x_gelu", 512, tiny_recommender.lm.hidden_size, 1)
+    assert p(torch.randn(1, cfg.audio_tokens, 512)).shape == (1, cfg.audio_tokens, tiny_recommender.lm.hidden_size)
