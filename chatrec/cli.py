@@ -14,7 +14,7 @@ from .config import Config, ConfigError, load_config
 log = logging.getLogger("chatrec")
 
 HELP = """commands: /like N  /dislike N  /reset  /save  /sessions  /quit
-attach media with: /image PATH [text]   /audio PATH [text]"""
+attach media with: /image PATH \\[text]   /audio PATH \\[text]"""
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -170,10 +170,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_main(args)
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
-    import app_gradio  # noqa: F401  (top-level module next to the package)
+def cmd_ui(argv: list[str]) -> int:
+    import app_gradio  # top-level module next to the package; takes its own flags
 
-    return app_gradio.main([a for a in sys.argv[2:]])
+    return app_gradio.main(argv)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -212,15 +212,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--load-in-4bit", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("ui", help="start the Gradio UI")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_ui, verbose=False)
+    sub.add_parser("ui", help="start the Gradio UI (flags: see python app_gradio.py --help)", add_help=False)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ui"]:
+        return cmd_ui(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("bm25s", "bitsandbytes", "httpx"):  # library chatter that a user cannot act on
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     from .catalog import CatalogError
     from .packaged import ModelUnavailableError
 

@@ -77,7 +77,8 @@ class Session:
         return frozenset(self.rejected) | frozenset(self.mentioned)
 
     def user_text(self, max_turns: int = 6) -> str:
-        texts = [t.transcript or t.text for t in self.turns if t.role == "user"]
+        """What the user asked for, feedback phrases ("not #2") removed: for queries and reasons."""
+        texts = [strip_feedback(t.transcript or t.text) for t in self.turns if t.role == "user"]
         return " ".join(x for x in texts[-max_turns:] if x)
 
     def copy(self) -> Session:
@@ -116,6 +117,16 @@ class Session:
         if not 1 <= rank <= len(items):
             raise IndexError(f"the last list has items 1 to {len(items)}, not {rank}")
         return items[rank - 1]
+
+
+_FEEDBACK = re.compile(
+    rf"\b(?:more like|not|no|like|loved?)\s+{_REF}|\b(?:not that one|not this one|seen that|seen it|already seen|nope)\b",
+    re.IGNORECASE,
+)
+
+
+def strip_feedback(text: str) -> str:
+    return re.sub(r"\s+", " ", _FEEDBACK.sub(" ", text)).strip(" ,.;")
 
 
 def _ref_rank(m: re.Match) -> int:

@@ -121,10 +121,19 @@ def fallback_reason(item: Item, user_text: str, liked: Sequence[Item] = ()) -> s
     return f"{head} is {desc}{tail}{star}."
 
 
-def check_reason(text: str, item: Item, catalog: Catalog) -> str | None:
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 3}
+
+
+def check_reason(text: str, item: Item, catalog: Catalog, user_text: str = "") -> str | None:
     """None if a model-written reason may be shown; else why it may not."""
     if not format_valid(text):
         return "badly formed"
+    words = _words(text)
+    if re.match(r"\W*(i|i'm|i'd|my|me|we)\b", text.lower()) or (
+        words and len(words & _words(user_text)) / len(words) >= 0.6
+    ):
+        return "repeats the user's words"  # the untuned base model echoes its prompt
     if not reason_grounding(text, item):
         return "states no fact of the item"
     invented = reason_inventions(text, item, catalog)
@@ -135,8 +144,8 @@ def check_reason(text: str, item: Item, catalog: Catalog) -> str | None:
 
 def finalize_reason(text: str, item: Item, catalog: Catalog, user_text: str, liked: Sequence[Item] = ()) -> tuple[str, str, tuple[str, ...]]:
     """(reason, source, facts_used) for one item from the model's raw text."""
-    text = text.strip()
-    if text and check_reason(text, item, catalog) is None:
+    text = text.strip().strip('"').strip()
+    if text and check_reason(text, item, catalog, user_text) is None:
         return text, "model", facts_in(text, item)
     reason = fallback_reason(item, user_text, liked)
     return reason, "fallback", facts_in(reason, item)

@@ -87,7 +87,7 @@ class Recommender:
                     if resolve(cfg.adapter).exists() or cfg.adapter != "default":
                         raise
                     note = f"no trained adapter at {resolve(cfg.adapter)}: ranking with the untuned base LLM ({e})"
-                    log.warning(note)
+                    log.info(note)
             lm = ChatLM(tok, model, identity, projectors)
             lm.rank("warm-up", 1)  # the first forward pass pays one-off setup costs
         store = SessionStore(cfg.home() / "sessions.sqlite")

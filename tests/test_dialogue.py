@@ -73,3 +73,12 @@ def test_session_json_and_store_roundtrip(tmp_path, listed):
     assert store.latest().id == listed.id
     with pytest.raises(KeyError, match="no saved session"):
         store.load("nope")
+
+
+def test_feedback_phrases_stay_out_of_the_request_text():
+    from chatrec.dialogue import strip_feedback
+
+    assert strip_feedback("not #1") == ""
+    assert strip_feedback("more like the second one, but funnier") == "but funnier"
+    s = Session(turns=[TurnRecord("user", "a space thriller"), TurnRecord("user", "not that one")])
+    assert s.user_text() == "a space thriller"

@@ -34,8 +34,9 @@ def test_fallback_mentions_a_liked_item():
 
 
 def test_bad_model_reasons_fall_back():
-    for bad in ["", "Film: Heat\nFacts: year", "A great film starring Sigourney Weaver.", "It is like Alien, a crime film."]:
-        reason, source, _ = finalize_reason(bad, HEAT, CAT, "crime")
+    for bad in ["", "Film: Heat\nFacts: year", "A great film starring Sigourney Weaver.", "It is like Alien, a crime film.",
+                '"I want a crime thriller about a heist."', "Crime thriller about a heist, please."]:
+        reason, source, _ = finalize_reason(bad, HEAT, CAT, "I want a crime thriller about a heist, please")
         assert source == "fallback", bad
         assert check_reason(reason, HEAT, CAT) is None
     reason, source, facts = finalize_reason("A tense Michael Mann crime thriller.", HEAT, CAT, "crime")
