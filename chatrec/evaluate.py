@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .catalog import Item
 from .config import Config, ConfigError
 from .dialogue import Session, TurnRecord, interpret
 from .dialogues import Dialogue, Turn, load_dialogues
@@ -94,8 +95,7 @@ class TurnInput:
     extra_scores: dict[str, float] | None = None
 
 
-def rank_turn(rec: Recommender, session: Session, turn: TurnInput, system: str,
-              popular: Sequence[str] = ()) -> Ranking:
+def rank_turn(rec: Recommender, session: Session, turn: TurnInput, system: str, popular: Sequence[str] = ()) -> Ranking:
     """Rank the catalog for one user turn, mirroring Recommender.respond up to the top-k cut."""
     if system not in KINDS:
         raise ValueError(f"unknown system kind {system!r}; valid: {list(KINDS)}")
@@ -112,21 +112,33 @@ def rank_turn(rec: Recommender, session: Session, turn: TurnInput, system: str,
     head = pool[: rec.cfg.retrieval.n_candidates] if system == "llm" else pool
     logprobs = None
     if system == "llm" and head and rec.lm is not None and rec.cfg.ranking.use_llm:
-        media = turn.media if turn.media and all(
-            kind in rec.lm.projectors for kind, v in (("image", turn.media.image), ("audio", turn.media.audio)) if v
-        ) else None
-        turns = [UserTurn(t.role, t.text, bool(t.image) and bool(media and media.image) and t is new.turns[-1],
-                          bool(t.audio) and bool(media and media.audio) and t is new.turns[-1])
-                 for t in new.turns]
+        media = (
+            turn.media
+            if turn.media
+            and all(
+                kind in rec.lm.projectors for kind, v in (("image", turn.media.image), ("audio", turn.media.audio)) if v
+            )
+            else None
+        )
+        turns = [
+            UserTurn(
+                t.role,
+                t.text,
+                bool(t.image) and bool(media and media.image) and t is new.turns[-1],
+                bool(t.audio) and bool(media and media.audio) and t is new.turns[-1],
+            )
+            for t in new.turns
+        ]
         logprobs = rec.lm.rank(rank_prompt(turns, [c.item for c in head]), len(head), media).tolist()
     ranked = combine(head, logprobs, rec.cfg.ranking.llm_weight, rec.cfg.ranking.retrieval_weight)
-    ids = [c.item.id for c, _, _ in ranked] + [c.item.id for c in pool[len(head):]]
+    ids = [c.item.id for c, _, _ in ranked] + [c.item.id for c in pool[len(head) :]]
     top = [_rec(rec, c.item.id, r, s, lp, c.score) for r, (c, s, lp) in enumerate(ranked[:k], 1)]
     return Ranking(new, ids, top)
 
 
-def ranked_list(rec: Recommender, session: Session, text: str | TurnInput, system: str,
-                popular: Sequence[str] = ()) -> list[str]:
+def ranked_list(
+    rec: Recommender, session: Session, text: str | TurnInput, system: str, popular: Sequence[str] = ()
+) -> list[str]:
     """The full ranked list of item ids a system gives for ``text`` after ``session``; best first."""
     turn = text if isinstance(text, TurnInput) else TurnInput(text)
     return rank_turn(rec, session, turn, system, popular).ids
@@ -134,8 +146,9 @@ def ranked_list(rec: Recommender, session: Session, text: str | TurnInput, syste
 
 def _rec(rec: Recommender, item_id: str, rank: int, score: float, lp: float | None, retrieval: float) -> Recommendation:
     it = rec.catalog.get(item_id)
-    return Recommendation(it.id, it.title, rank, score, lp, retrieval, year=it.year,
-                          attributes=dict(it.attributes), image=it.image)
+    return Recommendation(
+        it.id, it.title, rank, score, lp, retrieval, year=it.year, attributes=dict(it.attributes), image=it.image
+    )
 
 
 def popularity_order(rec: Recommender, train: Path) -> tuple[str, ...]:
@@ -191,7 +204,7 @@ def _base_recommender(rec: Recommender) -> Recommender:
 class ReasonCheck:
     source: str  # "model" | "fallback": which reason is shown
     grounded: bool  # shown reason states a true fact of the item
-    invents: bool  # shown reason claims something the catalog contradicts
+    invents: bool  # shown reason claims something the catalog contradicts (films the user named are allowed)
     format_ok: bool  # shown reason is well formed
     raw_grounded: bool | None  # the same three checks on the model's raw text (None: nothing generated)
     raw_invents: bool | None
@@ -261,12 +274,14 @@ def prepare_turn(rec: Recommender, t: Turn) -> TurnInput:
         raise SkipTurn("media unusable (" + ("; ".join(notes) or "nothing was taken from it") + ")")
     # An audio turn's text is its transcript: the system hears it instead of reading it.
     text = (("" if t.audio else t.text) + " " + (heard or "")).strip()
-    return TurnInput(text, t.image if media.image or extra else None, t.audio if heard or media.audio else None,
-                     media, extra or None)
+    return TurnInput(
+        text, t.image if media.image or extra else None, t.audio if heard or media.audio else None, media, extra or None
+    )
 
 
-def replay(systems: Sequence[System], dialogues: Sequence[Dialogue], reasons: bool,
-           counts: Counts, progress: bool = True) -> dict[str, SystemRun]:
+def replay(
+    systems: Sequence[System], dialogues: Sequence[Dialogue], reasons: bool, counts: Counts, progress: bool = True
+) -> dict[str, SystemRun]:
     """Score every system on every recommendation turn with a target not mentioned before."""
     runs = {s.name: SystemRun(s.name) for s in systems}
     main = systems[0]
@@ -313,22 +328,38 @@ def reason_checks(rec: Recommender, ranking: Ranking) -> tuple[list[ReasonCheck]
         raw[row] += piece
 
     recs, _ = rec._reasons(ranking.top, ranking.session, collect, time.perf_counter())
+    # Naming a film the user brought up ("like Superbad, which you liked") is not an invention.
+    known = {rec.catalog.get(i).title for i in ranking.session.mentioned if i in rec.catalog}
+
+    def invents(t: str, item: Item) -> bool:
+        return any(x not in known for x in reason_inventions(t, item, rec.catalog))
+
     checks, tokens = [], 0
     for r, text in zip(recs, raw, strict=True):
         item, text = rec.catalog.get(r.item_id), text.strip()
         tokens += len(rec.lm.tok(text, add_special_tokens=False).input_ids) if text else 0
-        checks.append(ReasonCheck(
-            r.reason_source, reason_grounding(r.reason, item), bool(reason_inventions(r.reason, item, rec.catalog)),
-            format_valid(r.reason),
-            reason_grounding(text, item) if text else None,
-            bool(reason_inventions(text, item, rec.catalog)) if text else None,
-            format_valid(text) if text else None,
-        ))
+        checks.append(
+            ReasonCheck(
+                r.reason_source,
+                reason_grounding(r.reason, item),
+                invents(r.reason, item),
+                format_valid(r.reason),
+                reason_grounding(text, item) if text else None,
+                invents(text, item) if text else None,
+                format_valid(text) if text else None,
+            )
+        )
     return checks, tokens
 
 
-def interactive(systems: Sequence[System], targets: Sequence[str], episodes: int, seed: int,
-                runs: dict[str, SystemRun], progress: bool = True) -> None:
+def interactive(
+    systems: Sequence[System],
+    targets: Sequence[str],
+    episodes: int,
+    seed: int,
+    runs: dict[str, SystemRun],
+    progress: bool = True,
+) -> None:
     """Simulated-user episodes: success turn of each (target in the shown top-k), per system."""
     from .simulator import SimulatedUser
 
@@ -346,8 +377,11 @@ def interactive(systems: Sequence[System], targets: Sequence[str], episodes: int
                 top = r.ids[: s.rec.cfg.ranking.top_k]
                 shown.append(top)
                 session = r.session
-                session.turns.append(TurnRecord("assistant", "Recommended: " + "; ".join(
-                    s.rec.catalog.get(i).title for i in top), items=top))
+                session.turns.append(
+                    TurnRecord(
+                        "assistant", "Recommended: " + "; ".join(s.rec.catalog.get(i).title for i in top), items=top
+                    )
+                )
                 text = user.respond(top)
                 if user.done:
                     break
@@ -395,19 +429,29 @@ def summarize(run: SystemRun) -> SystemMetrics:
     if run.reasons:
         r = run.reasons
         reasons = ReasonMetrics(
-            len(r), _share([c.grounded for c in r]), _share([c.invents for c in r]), _share([c.format_ok for c in r]),
-            _share([c.source == "model" for c in r]), _share([c.raw_grounded for c in r]),
-            _share([c.raw_invents for c in r]), _share([c.raw_format_ok for c in r]), float(np.mean(run.tokens)),
+            len(r),
+            _share([c.grounded for c in r]),
+            _share([c.invents for c in r]),
+            _share([c.format_ok for c in r]),
+            _share([c.source == "model" for c in r]),
+            _share([c.raw_grounded for c in r]),
+            _share([c.raw_invents for c in r]),
+            _share([c.raw_format_ok for c in r]),
+            float(np.mean(run.tokens)),
         )
     success = None
     if run.success_turns:
         success = {t: success_at_turn(run.success_turns, t) for t in range(1, INTERACTIVE_TURNS + 1)}
     return SystemMetrics(
-        run.name, int(ranks.size), {k: recall_from_ranks(ranks, k) for k in range(1, MAX_K + 1)},
-        ndcg_from_ranks(ranks, 10), mrr_from_ranks(ranks),
+        run.name,
+        int(ranks.size),
+        {k: recall_from_ranks(ranks, k) for k in range(1, MAX_K + 1)},
+        ndcg_from_ranks(ranks, 10),
+        mrr_from_ranks(ranks),
         float(np.percentile(lat, 50)) if lat.size else float("nan"),
         float(np.percentile(lat, 95)) if lat.size else float("nan"),
-        reasons, success,
+        reasons,
+        success,
     )
 
 
@@ -425,12 +469,27 @@ def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
         cols += [f"SR@{t}" for t in range(1, INTERACTIVE_TURNS + 1)]
     lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for m in metrics:
-        row = [_fmt(m.recall[k]) for k in (1, 5, 10, 50)] + [_fmt(m.ndcg10), _fmt(m.mrr),
-                                                              _fmt(m.latency_p50, 2), _fmt(m.latency_p95, 2)]
+        row = [_fmt(m.recall[k]) for k in (1, 5, 10, 50)] + [
+            _fmt(m.ndcg10),
+            _fmt(m.mrr),
+            _fmt(m.latency_p50, 2),
+            _fmt(m.latency_p95, 2),
+        ]
         if has_reasons:
             r = m.reasons
-            row += ([_fmt(r.grounded), _fmt(r.invents), _fmt(r.format_ok), _fmt(r.model_written),
-                     _fmt(r.raw_grounded), _fmt(r.raw_invents), _fmt(r.tokens_per_turn, 1)] if r else ["–"] * 7)
+            row += (
+                [
+                    _fmt(r.grounded),
+                    _fmt(r.invents),
+                    _fmt(r.format_ok),
+                    _fmt(r.model_written),
+                    _fmt(r.raw_grounded),
+                    _fmt(r.raw_invents),
+                    _fmt(r.tokens_per_turn, 1),
+                ]
+                if r
+                else ["–"] * 7
+            )
         if has_sr:
             row += [_fmt(m.success_at_turn[t]) if m.success_at_turn else "–" for t in range(1, INTERACTIVE_TURNS + 1)]
         lines.append(f"| {m.name} | " + " | ".join(row) + " |")
@@ -456,8 +515,14 @@ def write_plots(out: Path, metrics: Sequence[SystemMetrics], runs: dict[str, Sys
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for n, m in enumerate(metrics):
         ks = sorted(m.recall)
-        ax.step(ks, [m.recall[k] for k in ks], where="post", label=m.name, ls=("-", "--", ":", "-.")[n % 4],
-                lw=2.2 if n == 0 else 1.4)
+        ax.step(
+            ks,
+            [m.recall[k] for k in ks],
+            where="post",
+            label=m.name,
+            ls=("-", "--", ":", "-.")[n % 4],
+            lw=2.2 if n == 0 else 1.4,
+        )
     ax.set(xlabel="K", ylabel="Recall@K", title="Recall@K", xlim=(1, MAX_K), ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -494,15 +559,20 @@ def write_plots(out: Path, metrics: Sequence[SystemMetrics], runs: dict[str, Sys
         plt.close(fig)
 
 
-def write_report(out: Path, header: dict, counts: Counts, metrics: Sequence[SystemMetrics],
-                 runs: dict[str, SystemRun]) -> str:
+def write_report(
+    out: Path, header: dict, counts: Counts, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun]
+) -> str:
     """report.json, report.md and the plots in ``out``; returns the Markdown table."""
     out.mkdir(parents=True, exist_ok=True)
     reasons = Counter(t["reason"] for t in counts.turns_skipped)
     report = {
         **header,
-        "counts": {**asdict(counts), "dialogues_skipped_n": len(counts.dialogues_skipped),
-                   "turns_skipped_n": len(counts.turns_skipped), "turns_skipped_by_reason": dict(reasons)},
+        "counts": {
+            **asdict(counts),
+            "dialogues_skipped_n": len(counts.dialogues_skipped),
+            "turns_skipped_n": len(counts.turns_skipped),
+            "turns_skipped_by_reason": dict(reasons),
+        },
         "systems": {m.name: asdict(m) for m in metrics},
     }
     (out / "report.json").write_text(json.dumps(_clean_json(report), indent=2, ensure_ascii=False), encoding="utf-8")
@@ -537,8 +607,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         cfg = replace(cfg, generation=replace(cfg.generation, reasons=False))
     baselines = _baselines(args.baselines)
     if sorted(set(baselines) - set(BASELINES)):
-        raise ConfigError(f"unknown baseline(s) {sorted(set(baselines) - set(BASELINES))}; "
-                          f"valid: {list(BASELINES)}, 'all' or 'none'")
+        raise ConfigError(
+            f"unknown baseline(s) {sorted(set(baselines) - set(BASELINES))}; valid: {list(BASELINES)}, 'all' or 'none'"
+        )
     path = Path(args.dialogues) if args.dialogues else DATA / "test.jsonl"
     progress = not getattr(args, "quiet", False)
     rec = Recommender.from_config(cfg, progress=progress)
@@ -548,9 +619,12 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     counts = Counts(len(loaded.dialogues), len(dialogues), [asdict(s) for s in loaded.skipped])
     runs = replay(systems, dialogues, cfg.generation.reasons, counts, progress)
     if args.interactive:
-        targets = [t for d in dialogues for turn in d.turns for t in turn.targets] or \
-                  [t for d in load_dialogues(DATA / "test.jsonl", rec.catalog).dialogues for turn in d.turns
-                   for t in turn.targets]
+        targets = [t for d in dialogues for turn in d.turns for t in turn.targets] or [
+            t
+            for d in load_dialogues(DATA / "test.jsonl", rec.catalog).dialogues
+            for turn in d.turns
+            for t in turn.targets
+        ]
         interactive(systems, targets, args.interactive, cfg.seed, runs, progress)
     metrics = [summarize(runs[s.name]) for s in systems]
     header = {
@@ -558,8 +632,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         "config": cfg.to_dict(),
         "seeds": {"config": cfg.seed, "interactive": cfg.seed if args.interactive else None},
         "model": rec.lm.identity if rec.lm is not None else None,
-        "adapter": {"requested": cfg.adapter, "loaded": systems[0].name.startswith("chatrec+"),
-                    "note": rec.adapter_note},
+        "adapter": {
+            "requested": cfg.adapter,
+            "loaded": systems[0].name.startswith("chatrec+"),
+            "note": rec.adapter_note,
+        },
         "catalog": {"source": rec.catalog.source, "hash": rec.catalog.content_hash(), "items": len(rec.catalog)},
         "dialogues_file": str(path),
         "limit": args.limit,

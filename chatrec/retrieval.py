@@ -118,12 +118,13 @@ def embed_catalog(catalog: Catalog, embedder, embedder_name: str, cache: Path, p
     return vecs
 
 
-def rrf(rankings: dict[str, Sequence[int]], k: int) -> dict[int, float]:
-    """Reciprocal-rank fusion: sum over retrievers of 1 / (k + rank)."""
+def rrf(rankings: dict[str, Sequence[int]], k: int, weights: dict[str, float] | None = None) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion: sum over retrievers of w / (k + rank)."""
     fused: dict[int, float] = {}
-    for ranking in rankings.values():
+    for name, ranking in rankings.items():
+        w = (weights or {}).get(name, 1.0)
         for rank, idx in enumerate(ranking, 1):
-            fused[idx] = fused.get(idx, 0.0) + 1.0 / (k + rank)
+            fused[idx] = fused.get(idx, 0.0) + w / (k + rank)
     return fused
 
 
@@ -176,7 +177,7 @@ class Retriever:
             rankings["dense"] = self.dense_ranking(query)
         if "bm25" in use:
             rankings["bm25"] = self.bm25_ranking(query)
-        fused = rrf(rankings, self.cfg.rrf_k)
+        fused = rrf(rankings, self.cfg.rrf_k, {"dense": self.cfg.dense_weight, "bm25": self.cfg.bm25_weight})
         for item_id, bonus in (query.extra_scores or {}).items():
             if item_id in self.catalog:
                 pos = self.catalog.position(item_id)

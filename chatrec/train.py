@@ -541,9 +541,11 @@ def _load_data(cfg: TrainConfig, train_path: Path, val_path: Path, home: Path):
 def _examples_sha(examples: Examples) -> str:
     import hashlib
 
+    # Which turns, in which order: that fixes the data order. Candidate lists are left out because
+    # retrieval near-ties can break differently in another process (observed with the real embedder).
     h = hashlib.sha256()
     for r in examples.rank:
-        h.update(f"{r.source}:{r.label}:{','.join(r.candidates)}\n".encode())
+        h.update(f"{r.source}:{r.target}\n".encode())
     return h.hexdigest()
 
 

@@ -45,9 +45,23 @@ def _broken_file(tmp_path: Path) -> Path:
 
 def test_cli_report_without_llm(tmp_path):
     out = tmp_path / "out"
-    code = cli_main(["eval", "--dialogues", str(_broken_file(tmp_path)), "--baselines", "all", "--no-reasons",
-                     "--out", str(out), "--data-dir", str(tmp_path / "home"), "--interactive", "2"]
-                    + [a for s in NO_LLM for a in ("--set", s)])
+    code = cli_main(
+        [
+            "eval",
+            "--dialogues",
+            str(_broken_file(tmp_path)),
+            "--baselines",
+            "all",
+            "--no-reasons",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "home"),
+            "--interactive",
+            "2",
+        ]
+        + [a for s in NO_LLM for a in ("--set", s)]
+    )
     assert code == 0
     for name in ("report.md", "recall_at_k.png", "latency.png", "success_at_turn.png"):
         assert (out / name).stat().st_size > 0
