@@ -7,7 +7,6 @@ import json
 import logging
 import shlex
 import sys
-from pathlib import Path
 
 from .config import Config, ConfigError, load_config
 
@@ -59,7 +58,6 @@ def _print_answer(console, answer) -> None:
 def cmd_chat(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .dialogue import Session
     from .media import MediaError
     from .recommender import InputError
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 PACKAGED_LLM = "packaged:gemma3-270m"
 PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"

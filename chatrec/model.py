@@ -88,6 +88,18 @@ class ChatLM(nn.Module):
                 out.extend(self.tok(piece, add_special_tokens=False).input_ids)
         return out
 
+    def _segments(self, prompt: str) -> list[list[int] | str]:
+        """Runs of token ids, with each placeholder as its own segment."""
+        out: list[list[int] | str] = []
+        for p in self._piece_ids(prompt):
+            if isinstance(p, str):
+                out.append(p)
+            elif out and isinstance(out[-1], list):
+                out[-1].append(p)
+            else:
+                out.append([p])
+        return out
+
     def soft_tokens(self, kind: str, vectors: torch.Tensor) -> torch.Tensor:
         """Project encoder vectors (T, D) of one attachment -> (T * r, H)."""
         if kind not in self.projectors:
@@ -107,27 +119,17 @@ class ChatLM(nn.Module):
             parts: list[torch.Tensor] = []
             row_spans: list[tuple[int, int]] = []
             length = 0
-            ids: list[int] = []
-
-            def flush() -> None:
-                nonlocal length
-                if ids:
-                    parts.append(table(torch.tensor(ids, device=self.device)))  # (t, H)
-                    length += len(ids)
-                    ids.clear()
-
-            for p in self._piece_ids(prompt):
-                if isinstance(p, int):
-                    ids.append(p)
+            for seg in self._segments(prompt):
+                if isinstance(seg, list):  # a run of token ids
+                    parts.append(table(torch.tensor(seg, device=self.device)))  # (t, H)
+                    length += len(seg)
                     continue
-                flush()
-                if not queues[p]:
-                    raise ValueError(f"prompt has a {p} placeholder but no {p} embedding was given")
-                soft = self.soft_tokens("image" if p == IMAGE else "audio", queues[p].pop(0))  # (k, H)
+                if not queues[seg]:
+                    raise ValueError(f"prompt has a {seg} placeholder but no {seg} embedding was given")
+                soft = self.soft_tokens("image" if seg == IMAGE else "audio", queues[seg].pop(0))  # (k, H)
                 parts.append(soft)
                 row_spans.append((length, length + soft.shape[0]))
                 length += soft.shape[0]
-            flush()
             leftover = [k for k, q in queues.items() if q]
             if leftover:
                 raise ValueError(f"embeddings given for {leftover} but the prompt has no placeholder for them")

@@ -46,7 +46,7 @@ class TrainConfig:
     val_dialogues: str = ""  # dialogue JSONL; "" = packaged val split
     out: str = "adapters/trained"  # output bundle directory (checkpoints go to out/checkpoints)
     data_dir: str = ""  # caches (dequantised LLM, embeddings); "" = $CHATREC_HOME or ~/.cache/chatrec
-    n_candidates: int = 20  # candidates per rank prompt; keep equal to retrieval.n_candidates at inference
+    n_candidates: int = RetrievalConfig.n_candidates  # candidates per rank prompt, as at inference
     lora_r: int = 8  # LoRA rank
     lora_alpha: int = 16  # LoRA scale numerator (scale = alpha / r)
     lora_dropout: float = 0.05

@@ -1,6 +1,6 @@
 import pytest
 
-from chatrec.config import Config, ConfigError, load_config
+from chatrec.config import Config, ConfigError, RetrievalConfig, load_config
 
 
 def test_defaults_and_overrides():
@@ -8,7 +8,7 @@ def test_defaults_and_overrides():
     assert isinstance(cfg, Config)
     assert cfg.ranking.top_k == 3 and cfg.retrieval.like_weight == 0.5
     assert cfg.adapter is None and cfg.generation.reasons is False
-    assert cfg.retrieval.n_candidates == 20  # untouched default
+    assert cfg.retrieval.n_candidates == RetrievalConfig().n_candidates  # untouched default
 
 
 @pytest.mark.parametrize(

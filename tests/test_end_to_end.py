@@ -73,3 +73,23 @@ def test_image_without_clip_weights_is_refused_clearly(real, tmp_path):
         rec.respond(s, "", image=str(p))
     ans = rec.respond(s, "something like this", image=str(p))
     assert any("--clip-pretrained" in n for n in ans.notes)
+
+
+def test_shipped_adapter_is_loaded_and_changes_the_ranking(real):
+    import torch
+
+    from chatrec.adapter import ADAPTERS_DIR
+    from chatrec.prompting import UserTurn, rank_prompt
+    from chatrec.retrieval import Query
+
+    if not (ADAPTERS_DIR / "default" / "manifest.json").is_file():
+        pytest.skip("no shipped default adapter")
+    rec, _ = real
+    assert hasattr(rec.lm.lm, "peft_config") and "untuned" not in rec.adapter_note
+    text = "a tense science fiction thriller set in space"
+    cands = [c.item for c in rec.retriever.retrieve(Query(text), rec.cfg.retrieval.n_candidates)]
+    prompt = rank_prompt([UserTurn("user", text)], cands)
+    tuned = rec.lm.rank(prompt, len(cands))
+    with rec.lm.lm.disable_adapter():
+        base = rec.lm.rank(prompt, len(cands))
+    assert not torch.allclose(tuned, base, atol=1e-3)

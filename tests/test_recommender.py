@@ -1,12 +1,12 @@
 import json
 
 import pytest
+from conftest import HashEmbedder
 
 from chatrec.catalog import Catalog, Item
 from chatrec.dialogue import Session
 from chatrec.recommender import InputError, Recommender
 from chatrec.retrieval import Retriever, embed_catalog
-from conftest import HashEmbedder
 
 
 def test_a_turn_returns_top_k_catalog_items_with_reasons(tiny_recommender):

@@ -1,9 +1,9 @@
 import numpy as np
+from conftest import HashEmbedder
 
 from chatrec.catalog import Catalog, Item
 from chatrec.config import RetrievalConfig
 from chatrec.retrieval import Constraints, ExactIndex, Query, Retriever, embed_catalog, rrf
-from conftest import HashEmbedder
 
 
 def make(catalog, tmp_path, **cfg):
