@@ -77,6 +77,32 @@ def bench_whisper(runs: int) -> None:
     report(f"Whisper base encode+transcribe {clip.duration_s:.0f}-s clip", timed(lambda: enc.encode(clip), runs))
 
 
+def bench_prefill(runs: int) -> None:
+    """Added prefill cost of soft tokens: the rank prompt with and without K image + M audio tokens.
+
+    The projectors here are random: this measures cost only; nothing random reaches a user.
+    """
+    from chatrec.catalog import load_demo_catalog
+    from chatrec.config import Config, MediaConfig
+    from chatrec.model import ChatLM, Media
+    from chatrec.packaged import PACKAGED_LLM, load_llm
+    from chatrec.projector import build_projector
+    from chatrec.prompting import UserTurn, rank_prompt
+
+    tok, model, identity = load_llm(PACKAGED_LLM, Config.cache())
+    lm = ChatLM(tok, model, identity)
+    m = MediaConfig()
+    lm.projectors["image"] = build_projector("mlp2x_gelu", 512, lm.hidden_size, m.image_tokens)
+    lm.projectors["audio"] = build_projector("mlp2x_gelu", 512, lm.hidden_size, 1)
+    items = list(load_demo_catalog())[:10]
+    plain = rank_prompt([UserTurn("user", "something with this mood, and what I said")], items)
+    soft = rank_prompt([UserTurn("user", "something with this mood, and what I said", True, True)], items)
+    media = Media(image=[torch.randn(1, 512)], audio=[torch.randn(m.audio_tokens, 512)])
+    report("LLM rank prompt, text only", timed(lambda: lm.rank(plain, 10), runs))
+    report(f"LLM rank prompt + {m.image_tokens} image + {m.audio_tokens} audio tokens",
+           timed(lambda: lm.rank(soft, 10, media), runs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
@@ -84,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.runs} runs per row")
-    for section in (bench_clip, bench_whisper):  # append further sections (e.g. LLM prefill) here
+    for section in (bench_clip, bench_whisper, bench_prefill):
         section(args.runs)
 
 

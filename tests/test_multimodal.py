@@ -86,3 +86,26 @@ def test_projected_media_shapes_match_config(tiny_recommender):
     assert cfg.image_tokens >= 1 and cfg.audio_tokens >= 1
     p = build_projector("mlp2x_gelu", 512, tiny_recommender.lm.hidden_size, 1)
     assert p(torch.randn(1, cfg.audio_tokens, 512)).shape == (1, cfg.audio_tokens, tiny_recommender.lm.hidden_size)
+
+
+@pytest.mark.slow
+def test_items_with_audio_clips_are_matched_by_whisper_states(small_catalog, tiny_lm, tmp_path):
+    """Real Whisper base: a query clip pulls up the item whose own clip sounds the same."""
+    from conftest import FIXTURES, HashEmbedder
+
+    from chatrec.catalog import Catalog, Item
+    from chatrec.config import load_config
+    from chatrec.dialogue import SessionStore
+    from chatrec.recommender import Recommender
+    from chatrec.retrieval import Retriever, embed_catalog
+
+    voiced = Item("voiced", "Quiet Harbour", "A lighthouse keeper's year.", {"year": 1990, "genres": ["Drama"]},
+                  audio=str(FIXTURES / "speech_shoes.wav"))
+    cat = Catalog(list(small_catalog) + [voiced])
+    emb = HashEmbedder()
+    cfg = load_config(None, [f"data_dir={tmp_path}", "retrieval.n_candidates=6", "generation.reasons=false"])
+    rec = Recommender(cfg, cat, Retriever(cat, emb, embed_catalog(cat, emb, "h", tmp_path, progress=False), cfg.retrieval),
+                      tiny_lm, SessionStore(tmp_path / "s.sqlite"))
+    ans = rec.respond(Session(), "", audio=str(FIXTURES / "speech_shoes.wav"))
+    assert "running shoes" in ans.understood["transcript"].lower()
+    assert "voiced" in [r.item_id for r in ans.recommendations]
