@@ -88,7 +88,7 @@ def matched_facts(item: Item, user_text: str, liked: Sequence[Item] = ()) -> lis
         parts.append(f"it features {people[0]}")
     kws = [k for k in item.values("keywords") if _mentions(low, k) or any(_mentions(low, w) for w in k.split() if len(w) > 4)]
     if kws:
-        parts.append(f"it is about {', '.join(kws[:2])}")
+        parts.append(f"it is tagged {' and '.join(kws[:2])}, as you mentioned")  # keywords mix themes and moods
     for other in liked:
         shared_dir = set(item.values("director")) & set(other.values("director"))
         shared_gen = [g for g in genres if g in other.values("genres")]
@@ -115,7 +115,7 @@ def fallback_reason(item: Item, user_text: str, liked: Sequence[Item] = ()) -> s
             desc = "a film" + (f" by {director[0]}" if director else "")
         return f"{head} is {desc}; {'; '.join(matched[:3])}."
     kws = item.values("keywords")[:2]
-    tail = f" about {' and '.join(kws)}" if kws else ""
+    tail = f", tagged {' and '.join(kws)}" if kws else ""
     cast = item.values("cast")[:2]
     star = f", starring {' and '.join(cast)}" if cast else ""
     return f"{head} is {desc}{tail}{star}."
