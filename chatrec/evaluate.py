@@ -191,7 +191,7 @@ def _base_recommender(rec: Recommender) -> Recommender:
     from .recommender import _device
 
     cfg = replace(rec.cfg, adapter=None, generation=replace(rec.cfg.generation, reasons=False))
-    tok, model, identity = load_llm(cfg.model.llm, cfg.home(), cfg.model.dtype, _device(cfg.model.device))
+    tok, model, identity = load_llm(cfg.model.llm, cfg.cache(), cfg.model.dtype, _device(cfg.model.device))
     lm = ChatLM(tok, model, identity)
     lm.rank("warm-up", 1)
     return Recommender(cfg, rec.catalog, rec.retriever, lm, rec.store, "base LLM (no adapter)")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .audio import load_audio
-from .encoders import CLIP_FLAG, AudioEncoder, ImageEncoder, MissingWeightsError
+from .encoders import AudioEncoder, ImageEncoder, MissingWeightsError
 from .media import MediaError, load_image
 from .model import Media
 
@@ -135,5 +135,3 @@ class MultimodalInputs:
         lm = self.rec.lm
         return lm is not None and kind in lm.projectors
 
-
-__all__ = ["MultimodalInputs", "CLIP_FLAG"]

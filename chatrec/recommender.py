@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -140,7 +139,7 @@ class Recommender:
             return Answer(new, [], understood, notes, {"total": time.perf_counter() - t0})
         turns = [UserTurn(t.role, t.transcript or t.text, bool(t.image) and bool(media.image) and t is new.turns[-1],
                           bool(t.audio) and bool(media.audio) and t is new.turns[-1])
-                 if t.role == "user" else UserTurn(t.role, self._assistant_text(t)) for t in new.turns]
+                 if t.role == "user" else UserTurn(t.role, t.text) for t in new.turns]
         logprobs = None
         if self.lm is not None and self.cfg.ranking.use_llm:
             prompt = rank_prompt(turns, [c.item for c in candidates])
@@ -163,10 +162,6 @@ class Recommender:
             notes.append(self.adapter_note)
         timings = {"ranked": t_ranked, "first_token": t_first, "total": time.perf_counter() - t0}
         return Answer(new, recs, understood, notes, timings)
-
-    @staticmethod
-    def _assistant_text(t: TurnRecord) -> str:
-        return t.text
 
     def _reasons(self, recs: list[Recommendation], session: Session, on_token, t0: float):
         user_text = session.user_text()
@@ -212,6 +207,3 @@ class Recommender:
         s = Session()
         self.store.save(s)
         return s
-
-    def home(self) -> Path:
-        return self.cfg.home()

@@ -45,7 +45,7 @@ class TrainConfig:
     train_dialogues: str = ""  # dialogue JSONL; "" = packaged train split
     val_dialogues: str = ""  # dialogue JSONL; "" = packaged val split
     out: str = "adapters/trained"  # output bundle directory (checkpoints go to out/checkpoints)
-    data_dir: str = ""  # caches (dequantised LLM, embeddings); "" = $CHATREC_HOME or ~/.cache/chatrec
+    data_dir: str = ""  # caches (dequantised LLM, embeddings); "" = $CHATREC_CACHE or ~/.cache/chatrec
     n_candidates: int = RetrievalConfig.n_candidates  # candidates per rank prompt, as at inference
     lora_r: int = 8  # LoRA rank
     lora_alpha: int = 16  # LoRA scale numerator (scale = alpha / r)
@@ -420,7 +420,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     train_path, val_path = _dialogue_path(cfg.train_dialogues, "train"), _dialogue_path(cfg.val_dialogues, "val")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    home = Config(data_dir=cfg.data_dir).home()
+    home = Path(cfg.data_dir) if cfg.data_dir else Config.cache()  # model and index caches
     out = Path(cfg.out)
 
     from .packaged import resolve_llm

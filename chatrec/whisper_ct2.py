@@ -267,9 +267,10 @@ def _sha256(paths: list[Path]) -> str:
 
 
 def cache_root() -> Path:
-    """``$CHATREC_CACHE/whisper`` if set, else ``~/.cache/chatrec/whisper``."""
-    base = os.environ.get("CHATREC_CACHE") or Path.home() / ".cache" / "chatrec"
-    return Path(base) / "whisper"
+    """``whisper/`` under the shared model cache (``$CHATREC_CACHE`` or ``~/.cache/chatrec``)."""
+    from .config import Config
+
+    return Config.cache() / "whisper"
 
 
 def _write_cache(dest: Path, dims: ModelDimensions, sd: dict[str, torch.Tensor], meta: dict) -> None:
