@@ -70,7 +70,7 @@ def run_turns(rec, n_turns: int) -> dict[str, list[float]]:
 
 
 def full_logits_ranking(rec, n: int = 5) -> tuple[list[float], list[float]]:
-    """Baseline: the same ranking prompt with logits for every position vs. only the last one."""
+    """Baseline: the same ranking prompt with logits for every position vs. only at the candidates' <fit> marks."""
     from chatrec.prompting import UserTurn, rank_prompt
     from chatrec.retrieval import Query
 

@@ -49,7 +49,7 @@ class RetrievalConfig:
 @dataclass(frozen=True)
 class RankingConfig:
     top_k: int = 5  # items shown per answer
-    llm_weight: float = 1.0  # weight of the LLM label log-probability
+    llm_weight: float = 1.0  # weight of the LLM's log-probability of the candidate (softmax over the candidates' scores)
     retrieval_weight: float = 1.0  # weight of the log retrieval prior; keeps an untuned LLM in check
     use_llm: bool = True  # False ranks by retrieval alone (a baseline)
 

@@ -6,9 +6,10 @@ the prompt is rendered with ``rank_prompt``. Retrieval's misses become hard nega
 ground truth was not retrieved it replaces the last candidate. Candidate order is then shuffled
 with a seeded RNG so the LoRA cannot learn "the answer is usually A" (position bias, Hou et al. 2024).
 
-Each turn gives two targets: the ground truth's label token after the rank prompt (verbalizer loss,
-LlamaRec, Yue et al. 2023) and a grounded reason (``fallback_reason``, built from catalog facts only)
-after ``reason_prompt``. Losses cover target tokens only; every other label is -100.
+Each turn gives two targets: the ground truth among the candidate scores of the rank prompt (a
+listwise cross entropy over the per-candidate " yes"/" no" scores that ``ChatLM.rank`` reads) and a
+grounded reason (``fallback_reason``, built from catalog facts only) after ``reason_prompt``, with
+loss on the reason's tokens only (every other label is -100).
 """
 
 from __future__ import annotations
@@ -46,10 +47,6 @@ class RankExample:
     @property
     def n_labels(self) -> int:
         return len(self.candidates)
-
-    @property
-    def target_text(self) -> str:
-        return " " + LABELS[self.label]  # the answer token after "... is option"
 
 
 @dataclass(frozen=True)
@@ -168,8 +165,9 @@ class TokenBatch:
 
 
 @dataclass(frozen=True)
-class RankBatch(TokenBatch):
-    label: torch.Tensor  # (B,) ground-truth label index
+class RankBatch:
+    emb: Embedded  # rank prompts, left-padded, with the <fit> score positions
+    label: torch.Tensor  # (B,) ground-truth candidate index
     n_labels: torch.Tensor  # (B,) candidates per row (retrieval may return fewer than asked)
 
 
@@ -228,30 +226,20 @@ def collate_reasons(lm: ChatLM, examples: Sequence[ReasonExample]) -> TokenBatch
 
 
 def collate_rank(lm: ChatLM, examples: Sequence[RankExample], media_fn: MediaFn | None = None) -> RankBatch:
-    """Rank prompts only (the answer is read at the last position, as ``ChatLM.rank`` does).
-
-    ``labels`` marks the answer token as the next token after the prompt: (B, T) with the label
-    token id at the last position, for a plain LM loss; ``label`` is the verbalizer target.
-    """
+    """Rank prompts, scored at their <fit> marks as ``ChatLM.rank`` scores them."""
     if any(e.label < 0 for e in examples):
         raise ValueError("rank example without its ground truth among the candidates (built with train=False?)")
     emb = lm.embed([e.prompt for e in examples], _media(examples, media_fn))
-    labels = torch.full(emb.mask.shape, IGNORE, dtype=torch.long, device=lm.device)
-    labels[:, -1] = torch.tensor([lm.label_ids[e.label] for e in examples], device=lm.device)
     label = torch.tensor([e.label for e in examples], device=lm.device)
     n = torch.tensor([e.n_labels for e in examples], device=lm.device)
-    return RankBatch(emb, labels, label, n)
+    return RankBatch(emb, label, n)
 
 
 # ---- losses ------------------------------------------------------------------------------------
 
 def rank_loss(lm: ChatLM, batch: RankBatch) -> torch.Tensor:
-    """Cross entropy over the candidate label logits at the answer position: what ``rank`` scores."""
-    width = int(batch.n_labels.max())
-    logits = lm.label_logits(batch.emb, width)  # (B, n)
-    cols = torch.arange(width, device=logits.device)
-    logits = logits.masked_fill(cols[None, :] >= batch.n_labels[:, None], float("-inf"))
-    return torch.nn.functional.cross_entropy(logits, batch.label)
+    """Listwise cross entropy over the candidate scores (-inf past a row's candidates): what ``rank`` scores."""
+    return torch.nn.functional.cross_entropy(lm.candidate_logits(batch.emb), batch.label)
 
 
 def token_loss(lm: ChatLM, batch: TokenBatch) -> tuple[torch.Tensor, int]:

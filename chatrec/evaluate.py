@@ -7,7 +7,7 @@ state and the same candidate pool and differ only in how they order it:
 
     popularity  target counts in the train dialogues (catalog order breaks ties)
     bm25/dense  one stage-1 retriever;  fused: both, reciprocal-rank fused (stage 1 alone)
-    llm-base    stage 1 + the base LLM's verbalizer ranking, no adapter
+    llm-base    stage 1 + the base LLM's ranking (per-candidate yes/no scores), no adapter
     chatrec     the configured system (stage 1 + LLM with its adapter, if any)
 
 The LLM orders the top ``n_candidates``; the rest of the retrieval pool follows, so every list is
@@ -48,7 +48,7 @@ from .metrics import (
     target_ranks,
 )
 from .model import Media
-from .prompting import UserTurn, rank_prompt
+from .prompting import FIT, UserTurn, rank_prompt
 from .ranking import Recommendation, combine
 from .recommender import Recommender
 from .retrieval import Query
@@ -193,7 +193,7 @@ def _base_recommender(rec: Recommender) -> Recommender:
     cfg = replace(rec.cfg, adapter=None, generation=replace(rec.cfg.generation, reasons=False))
     tok, model, identity = load_llm(cfg.model.llm, cfg.cache(), cfg.model.dtype, _device(cfg.model.device))
     lm = ChatLM(tok, model, identity)
-    lm.rank("warm-up", 1)
+    lm.rank(f"warm-up{FIT}", 1)
     return Recommender(cfg, rec.catalog, rec.retriever, lm, rec.store, "base LLM (no adapter)")
 
 

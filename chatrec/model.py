@@ -4,9 +4,10 @@ Soft tokens follow LLaVA: the prompt holds ``<image>``/``<audio>`` placeholders;
 projected encoder vectors in ``inputs_embeds``. Text around placeholders is tokenised piece by piece,
 so no tokenizer or vocabulary change is needed and any causal LM works.
 
-Ranking reads the next-token distribution at the answer position over the candidate labels
-(a verbalizer, as in LlamaRec, Yue et al. 2023) with ``logits_to_keep=1``: the 262k-row output layer
-runs for one position, not the whole prompt.
+Ranking is one forward pass over a prompt holding the conversation and then every candidate; each
+candidate line ends at a ``<fit>`` mark, where the logit of " yes" minus " no" is that candidate's
+score (a verbalizer read per line, as in LlamaRec's verbalizer, Yue et al. 2023, but pointwise).
+``logits_to_keep`` selects those positions: the 262k-row output layer runs for n rows, not the prompt.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from .projector import Projector
-from .prompting import AUDIO, IMAGE, LABELS, split_placeholders
+from .prompting import AUDIO, FIT, IMAGE, split_placeholders
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Embedded:
     mask: torch.Tensor  # (B, T) 1 = real position
     positions: torch.Tensor  # (B, T) position ids counting real positions only
     soft_spans: list[list[tuple[int, int]]]  # per row, [start, end) of spliced soft tokens
+    score_positions: list[list[int]] = field(default_factory=list)  # per row, where each <fit> score is read
 
 
 class ChatLM(nn.Module):
@@ -54,7 +56,7 @@ class ChatLM(nn.Module):
         self.lm = lm
         self.identity = identity  # exact base weights, e.g. packaged:gemma3-270m@sha256:...
         self.projectors = nn.ModuleDict(projectors or {})
-        self.label_ids = self._label_token_ids()
+        self.yes_id, self.no_id = self._answer_ids()
 
     @property
     def device(self) -> torch.device:
@@ -64,15 +66,15 @@ class ChatLM(nn.Module):
     def hidden_size(self) -> int:
         return self.lm.get_input_embeddings().weight.shape[1]
 
-    def _label_token_ids(self) -> list[int]:
-        """Token id of " A", " B", ...: the answer token after "... is option"."""
+    def _answer_ids(self) -> tuple[int, int]:
+        """Token ids of " yes" and " no": a candidate's score is their logit difference at its mark."""
         ids = []
-        for label in LABELS:
-            toks = self.tok(" " + label, add_special_tokens=False).input_ids
+        for word in (" yes", " no"):
+            toks = self.tok(word, add_special_tokens=False).input_ids
             if len(toks) != 1:
-                raise ValueError(f"tokenizer splits label {' ' + label!r} into {len(toks)} tokens; verbalizer needs one")
+                raise ValueError(f"tokenizer splits {word!r} into {len(toks)} tokens; the verbalizer needs one")
             ids.append(toks[0])
-        return ids
+        return ids[0], ids[1]
 
     # ---- prompt -> inputs_embeds -------------------------------------------------------------
 
@@ -82,7 +84,7 @@ class ChatLM(nn.Module):
         if self.tok.bos_token_id is not None:
             out.append(self.tok.bos_token_id)
         for piece in split_placeholders(prompt):
-            if piece in (IMAGE, AUDIO):
+            if piece in (IMAGE, AUDIO, FIT):
                 out.append(piece)
             else:
                 out.extend(self.tok(piece, add_special_tokens=False).input_ids)
@@ -114,15 +116,20 @@ class ChatLM(nn.Module):
         table = self.lm.get_input_embeddings()
         rows: list[torch.Tensor] = []
         spans: list[list[tuple[int, int]]] = []
+        marks: list[list[int]] = []
         for prompt, med in zip(prompts, media, strict=True):
             queues = {IMAGE: list(med.image) if med else [], AUDIO: list(med.audio) if med else []}
             parts: list[torch.Tensor] = []
             row_spans: list[tuple[int, int]] = []
+            row_marks: list[int] = []
             length = 0
             for seg in self._segments(prompt):
                 if isinstance(seg, list):  # a run of token ids
                     parts.append(table(torch.tensor(seg, device=self.device)))  # (t, H)
                     length += len(seg)
+                    continue
+                if seg == FIT:  # no token: the score is read at the token before the mark
+                    row_marks.append(length - 1)
                     continue
                 if not queues[seg]:
                     raise ValueError(f"prompt has a {seg} placeholder but no {seg} embedding was given")
@@ -135,6 +142,7 @@ class ChatLM(nn.Module):
                 raise ValueError(f"embeddings given for {leftover} but the prompt has no placeholder for them")
             rows.append(torch.cat(parts))
             spans.append(row_spans)
+            marks.append(row_marks)
         width = max(r.shape[0] for r in rows)
         hidden = rows[0].shape[1]
         embeds = rows[0].new_zeros(len(rows), width, hidden)
@@ -144,28 +152,43 @@ class ChatLM(nn.Module):
             embeds[i, pad:] = r  # left padding keeps every row's answer position last
             mask[i, pad:] = 1
             spans[i] = [(s + pad, e + pad) for s, e in spans[i]]
+            marks[i] = [m + pad for m in marks[i]]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return Embedded(embeds, mask, positions, spans)
+        return Embedded(embeds, mask, positions, spans, marks)
 
     # ---- ranking -----------------------------------------------------------------------------
 
-    def label_logits(self, emb: Embedded, n_labels: int) -> torch.Tensor:
-        """(B, n_labels) next-token logits at the last position over the first n labels."""
+    def candidate_logits(self, emb: Embedded) -> torch.Tensor:
+        """(B, n) scores, logit(" yes") - logit(" no") at each row's <fit> marks; -inf past a row's last.
+
+        Logits are computed only at the marks (``logits_to_keep`` with their positions).
+        """
+        if not emb.score_positions or not any(emb.score_positions):
+            raise ValueError(f"the prompt has no {FIT} mark: nothing to score")
+        keep = sorted({p for row in emb.score_positions for p in row})
         out = self.lm(
             inputs_embeds=emb.embeds,
             attention_mask=emb.mask,
             position_ids=emb.positions,
-            logits_to_keep=1,
+            logits_to_keep=torch.tensor(keep, device=self.device),
             use_cache=False,
         )
-        last = out.logits[:, -1, :]  # (B, V)
-        return last[:, self.label_ids[:n_labels]].float()
+        diff = (out.logits[..., self.yes_id] - out.logits[..., self.no_id]).float()  # (B, len(keep))
+        col = {p: j for j, p in enumerate(keep)}
+        n = max(len(row) for row in emb.score_positions)
+        scores = diff.new_full((len(emb.score_positions), n), float("-inf"))
+        for i, row in enumerate(emb.score_positions):
+            if row:
+                scores[i, : len(row)] = diff[i, [col[p] for p in row]]
+        return scores
 
     @torch.no_grad()
-    def rank(self, prompt: str, n_labels: int, media: Media | None = None) -> torch.Tensor:
-        """(n_labels,) log-probabilities over the candidate labels for one prompt."""
-        logits = self.label_logits(self.embed([prompt], [media]), n_labels)[0]
-        return torch.log_softmax(logits, -1)
+    def rank(self, prompt: str, n_candidates: int, media: Media | None = None) -> torch.Tensor:
+        """(n_candidates,) log-probabilities over the candidates of one rank prompt."""
+        emb = self.embed([prompt], [media])
+        if len(emb.score_positions[0]) != n_candidates:
+            raise ValueError(f"rank prompt scores {len(emb.score_positions[0])} candidates, expected {n_candidates}")
+        return torch.log_softmax(self.candidate_logits(emb)[0], -1)
 
     # ---- generation --------------------------------------------------------------------------
 

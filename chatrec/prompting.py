@@ -2,8 +2,9 @@
 
 Catalog and user text are data: it is flattened to one line and stripped of the characters that
 delimit the prompt's structure, so a description cannot open a new section, forge a candidate label
-or smuggle in a placeholder. The ranking output is a label token, so format and item set are fixed
-by construction whatever the data says.
+or smuggle in a placeholder. Ranking reads one score per candidate at its ``<fit>`` mark (the
+model's " yes" against " no" there), so format and item set are fixed by construction whatever the
+data says.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from .catalog import Item
 
 IMAGE = "<image>"
 AUDIO = "<audio>"
-PLACEHOLDERS = (IMAGE, AUDIO)
-LABELS = tuple(string.ascii_uppercase)  # " A".." Z" are single tokens in common tokenizers
+FIT = "<fit>"  # marks where a candidate's line ends: its score is read at the token before the mark
+PLACEHOLDERS = (IMAGE, AUDIO, FIT)
+LABELS = tuple(string.ascii_uppercase)  # candidate labels, so the user and the model can say "option B"
+FIT_QUESTION = ". Fits:"  # ends every candidate line; the answer would be " yes" or " no"
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 TEMPLATES = ("rank.txt", "reason.txt")
 
@@ -94,7 +97,10 @@ def dialogue_text(turns: Sequence[UserTurn], max_turns: int = 8) -> str:
 def rank_prompt(turns: Sequence[UserTurn], candidates: Sequence[Item]) -> str:
     if len(candidates) > len(LABELS):
         raise ValueError(f"at most {len(LABELS)} candidates can be labelled, got {len(candidates)}")
-    cands = "\n".join(f"{LABELS[i]}: {item_line(it)}" for i, it in enumerate(candidates))
+    # The conversation comes first, so each candidate's score position has read all of it; the score
+    # is per line (pointwise in a listwise prompt), which a small LM learns far faster than picking
+    # one letter for the whole list (README, "Training").
+    cands = "\n".join(f"{LABELS[i]}: {item_line(it)}{FIT_QUESTION}{FIT}" for i, it in enumerate(candidates))
     return template("rank.txt").format(candidates=cands, dialogue=dialogue_text(turns))
 
 

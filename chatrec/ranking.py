@@ -24,7 +24,7 @@ class Recommendation:
     title: str
     rank: int  # 1-based
     score: float  # combined score used for the order (higher is better)
-    llm_logprob: float | None  # label log-probability from the LLM, None when ranking by retrieval only
+    llm_logprob: float | None  # the candidate's log-probability from the LLM (softmax over candidate scores), None when ranking by retrieval only
     retrieval_score: float  # fused stage-1 score
     reason: str = ""
     reason_source: str = "fallback"  # "model" | "fallback"
@@ -41,7 +41,7 @@ class Recommendation:
 
 def combine(candidates: Sequence[Candidate], llm_logprobs: Sequence[float] | None, llm_weight: float,
             retrieval_weight: float) -> list[tuple[Candidate, float, float | None]]:
-    """Order candidates by llm_weight * log p_LLM(label) + retrieval_weight * log p_retrieval.
+    """Order candidates by llm_weight * log p_LLM(candidate) + retrieval_weight * log p_retrieval.
 
     The retrieval prior is the fused score normalised over the candidates; it keeps an untuned LLM's
     position bias from overruling clear retrieval evidence, and a tuned LLM can still override it.

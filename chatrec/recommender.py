@@ -18,7 +18,7 @@ from .config import Config
 from .dialogue import Session, SessionStore, TurnRecord, interpret
 from .model import ChatLM, Media
 from .packaged import load_embedder, load_llm
-from .prompting import UserTurn, rank_prompt, reason_prompt
+from .prompting import FIT, UserTurn, rank_prompt, reason_prompt
 from .ranking import Recommendation, combine, finalize_reason
 from .retrieval import Query, Retriever, embed_catalog
 
@@ -88,7 +88,7 @@ class Recommender:
                     note = f"no trained adapter at {resolve(cfg.adapter)}: ranking with the untuned base LLM ({e})"
                     log.info(note)
             lm = ChatLM(tok, model, identity, projectors)
-            lm.rank("warm-up", 1)  # the first forward pass pays one-off setup costs
+            lm.rank(f"warm-up{FIT}", 1)  # the first forward pass pays one-off setup costs
         store = SessionStore(cfg.home() / "sessions.sqlite")
         return cls(cfg, catalog, retriever, lm, store, note)
 

@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of the ranking verbalizer and grounded reasons (+ image projector alignment).
+"""LoRA fine-tuning of the per-candidate ranking scores and grounded reasons (+ image projector alignment).
 
 ``chatrec train --config configs/train_default.toml [--set key=value] [--out DIR] [--resume]``
 
@@ -51,7 +51,9 @@ class TrainConfig:
     lora_alpha: int = 16  # LoRA scale numerator (scale = alpha / r)
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # module names to wrap
-    lr: float = 2e-4  # AdamW learning rate (LoRA and projectors)
+    lora_layers: int = 0  # LoRA on the top N decoder layers only (no backward through the rest); 0 = all
+    lr: float = 2e-4  # AdamW peak learning rate (LoRA and projectors)
+    warmup_steps: int = 0  # linear warm-up, then linear decay to 0 at the last step
     weight_decay: float = 0.0
     epochs: int = 1  # used when max_steps is 0
     max_steps: int = 0  # optimizer steps; 0 = epochs over the examples
@@ -65,6 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 50  # optimizer steps between checkpoints; 0 = none
     seed: int = 0
     reason_weight: float = 0.5  # weight of the reason loss next to the rank loss
+    reason_every: int = 1  # reason loss on every Nth micro-batch (reasons are easier to learn than ranking)
     load_in_4bit: bool = False  # QLoRA via bitsandbytes; CUDA only
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     image_projector: str = "mlp2x_gelu"  # projector kind for the image alignment step
@@ -123,7 +126,7 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     if unknown:
         raise TrainError(f"unknown training config key(s) {unknown}; valid: {sorted(hints)}")
     cfg = TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
-    for key in ("batch_size", "grad_accum", "epochs", "lora_r"):
+    for key in ("batch_size", "grad_accum", "epochs", "lora_r", "reason_every"):
         if getattr(cfg, key) < 1:
             raise TrainError(f"{key} must be at least 1")
     if not 1 <= cfg.n_candidates <= 26:
@@ -213,8 +216,12 @@ def build_model(cfg: TrainConfig, home: Path) -> ChatLM:
             base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    n_layers = base.config.get_text_config().num_hidden_layers
+    if cfg.lora_layers > n_layers:
+        raise TrainError(f"lora_layers={cfg.lora_layers} but the base model has {n_layers} layers")
+    top = list(range(n_layers - cfg.lora_layers, n_layers)) if cfg.lora_layers else None
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(cfg.target_modules), layers_to_transform=top, task_type="CAUSAL_LM")
     model = get_peft_model(base, lora)
     return ChatLM(tok, model, identity)
 
@@ -235,6 +242,13 @@ def batch_indices(micro: int, n: int, batch_size: int, seed: int) -> list[int]:
 
 def hash_seed(seed: int, step: int) -> int:
     return random.Random(f"{seed}:step:{step}").getrandbits(63)
+
+
+def lr_at(cfg: TrainConfig, step: int, steps: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): warm-up, then linear decay; resume-safe."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.lr * max(0.0, steps - step) / max(1, steps - cfg.warmup_steps)
 
 
 def total_steps(cfg: TrainConfig, n: int) -> int:
@@ -363,7 +377,8 @@ def model_card(manifest: Manifest, cfg: TrainConfig) -> str:
     return f"""# chatrec adapter
 
 LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}, modules {', '.join(cfg.target_modules)}) on `{manifest.base_model}`,
-trained to pick the ground-truth candidate label after the rank prompt and to write a grounded reason.
+trained to score the ground-truth candidate highest in the rank prompt (listwise cross entropy over the
+candidates' " yes" minus " no" logits at their `<fit>` marks) and to write a grounded reason.
 
 - prompts sha256: `{manifest.prompts_sha256}`
 - data: {t.get('data')}
@@ -373,7 +388,7 @@ trained to pick the ground-truth candidate label after the rank prompt and to wr
 Not trained:
 {not_trained}
 
-## Validation (LLM label ranking over retrieval's candidates)
+## Validation (LLM ranking alone over retrieval's candidates)
 
 | metric | value |
 |---|---|
@@ -468,16 +483,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     while step < steps:
         torch.manual_seed(hash_seed(cfg.seed, step))  # dropout noise is a function of the step too
         opt.zero_grad()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step, steps)
         total = 0.0
         for j in range(cfg.grad_accum):
-            idx = batch_indices(step * cfg.grad_accum + j, len(examples), cfg.batch_size, cfg.seed)
+            micro = step * cfg.grad_accum + j
+            idx = batch_indices(micro, len(examples), cfg.batch_size, cfg.seed)
             rank_batch = collate_rank(lm, [examples.rank[i] for i in idx])
-            reason_batch = collate_reasons(lm, [examples.reason[i] for i in idx])
-            r_loss, n_reason = token_loss(lm, reason_batch)
-            loss = rank_loss(lm, rank_batch) + cfg.reason_weight * r_loss
+            loss = rank_loss(lm, rank_batch)
+            tokens += int(rank_batch.emb.mask.sum())
+            if micro % cfg.reason_every == 0:
+                reason_batch = collate_reasons(lm, [examples.reason[i] for i in idx])
+                loss = loss + cfg.reason_weight * token_loss(lm, reason_batch)[0]
+                tokens += int(reason_batch.emb.mask.sum())
             accelerator.backward(loss / cfg.grad_accum)
             total += loss.item() / cfg.grad_accum
-            tokens += int(rank_batch.emb.mask.sum() + reason_batch.emb.mask.sum())
         opt.step()
         step += 1
         history.append(total)

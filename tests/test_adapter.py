@@ -9,7 +9,7 @@ from chatrec.model import ChatLM
 from chatrec.projector import build_projector
 from chatrec.prompting import templates_hash
 
-PROMPT = "The best candidate is option"
+PROMPT = "User : a film\n" + "\n".join(f"{x} : Heat . Fits :<fit>" for x in "ABCDE")
 
 
 @pytest.fixture

@@ -117,14 +117,12 @@ def test_loss_mask_covers_only_target_tokens(tiny_lm):
     assert torch.allclose(loss, out.loss, atol=1e-5)
 
 
-def test_rank_batch_labels_and_loss(small_catalog, retriever, tiny_lm):
+def test_rank_batch_and_loss(small_catalog, retriever, tiny_lm):
     ex = build_examples([dialogue(*c) for c in CASES], small_catalog, retriever, N, seed=0)
     batch = collate_rank(tiny_lm, ex.rank[:3])
-    assert batch.labels.shape == batch.emb.mask.shape
-    assert ((batch.labels != IGNORE).sum(-1) == 1).all() and (batch.labels[:, -1] != IGNORE).all()
-    for i, r in enumerate(ex.rank[:3]):
-        assert batch.labels[i, -1] == tiny_lm.label_ids[r.label]
-    # verbalizer loss == cross entropy of ChatLM.rank's log-probabilities at the ground truth
+    assert batch.label.tolist() == [r.label for r in ex.rank[:3]]
+    assert [len(p) for p in batch.emb.score_positions] == [r.n_labels for r in ex.rank[:3]]
+    # listwise loss == cross entropy of ChatLM.rank's log-probabilities at the ground truth
     want = -torch.stack([tiny_lm.rank(r.prompt, r.n_labels)[r.label] for r in ex.rank[:3]]).mean()
     assert torch.allclose(rank_loss(tiny_lm, batch), want, atol=1e-4)
     assert collate_reasons(tiny_lm, ex.reason[:2]).labels.shape[0] == 2

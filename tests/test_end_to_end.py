@@ -76,20 +76,25 @@ def test_image_without_clip_weights_is_refused_clearly(real, tmp_path):
 
 
 def test_shipped_adapter_is_loaded_and_changes_the_ranking(real):
-    import torch
+    """On known dialogues (the first 30 validation turns) the adapter puts the ground truth first more often."""
 
     from chatrec.adapter import ADAPTERS_DIR
-    from chatrec.prompting import UserTurn, rank_prompt
-    from chatrec.retrieval import Query
+    from chatrec.data import build_examples
+    from chatrec.dialogues import load_dialogues
+    from chatrec.evaluate import DATA
 
     if not (ADAPTERS_DIR / "default" / "manifest.json").is_file():
         pytest.skip("no shipped default adapter")
     rec, _ = real
     assert hasattr(rec.lm.lm, "peft_config") and "untuned" not in rec.adapter_note
-    text = "a tense science fiction thriller set in space"
-    cands = [c.item for c in rec.retriever.retrieve(Query(text), rec.cfg.retrieval.n_candidates)]
-    prompt = rank_prompt([UserTurn("user", text)], cands)
-    tuned = rec.lm.rank(prompt, len(cands))
+    val = load_dialogues(DATA / "val.jsonl", rec.catalog).dialogues[:30]
+    ex = [e for e in build_examples(val, rec.catalog, rec.retriever, rec.cfg.retrieval.n_candidates, 0, train=False).rank
+          if e.label >= 0]
+    tuned = [rec.lm.rank(e.prompt, e.n_labels) for e in ex]
     with rec.lm.lm.disable_adapter():
-        base = rec.lm.rank(prompt, len(cands))
-    assert not torch.allclose(tuned, base, atol=1e-3)
+        base = [rec.lm.rank(e.prompt, e.n_labels) for e in ex]
+    tuned_hits = sum(int(t.argmax()) == e.label for t, e in zip(tuned, ex, strict=True))
+    base_hits = sum(int(b.argmax()) == e.label for b, e in zip(base, ex, strict=True))
+    assert len(ex) >= 20
+    assert tuned_hits > base_hits, (tuned_hits, base_hits)
+    assert any(int(t.argmax()) != int(b.argmax()) for t, b in zip(tuned, base, strict=True))

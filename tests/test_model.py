@@ -3,23 +3,36 @@ import torch
 
 from chatrec.model import Media
 from chatrec.projector import KINDS, build_projector
+from chatrec.prompting import FIT
+
+FITS = "User : a film\nA : The Matrix . Fits :<fit>\nB : Heat . Fits :<fit>\nC : Alien . Fits :<fit>"
 
 
-def test_label_logits_match_a_full_forward(tiny_lm):
-    prompt = "The best candidate is option"
-    ids = torch.tensor([tiny_lm._piece_ids(prompt)])
-    full = tiny_lm.lm(ids).logits[0, -1]  # every position's logits, the slow way
-    got = tiny_lm.rank(prompt, 5)
-    want = torch.log_softmax(full[tiny_lm.label_ids[:5]], -1)
-    assert torch.allclose(got, want, atol=1e-5)
+def test_candidate_scores_match_a_full_forward(tiny_lm):
+    pieces = tiny_lm._piece_ids(FITS)
+    ids = [p for p in pieces if isinstance(p, int)]
+    marks = [sum(isinstance(q, int) for q in pieces[:i]) - 1 for i, p in enumerate(pieces) if p == FIT]
+    full = tiny_lm.lm(torch.tensor([ids])).logits[0]  # every position's logits, the slow way
+    want = torch.log_softmax(full[marks, tiny_lm.yes_id] - full[marks, tiny_lm.no_id], -1)
+    assert torch.allclose(tiny_lm.rank(FITS, 3), want, atol=1e-5)
+    # each score is read right after its line: " Fits :" is the last text before every mark
+    assert [tiny_lm.tok.convert_ids_to_tokens(ids[m]) for m in marks] == [":"] * 3
 
 
 def test_left_padded_batch_equals_single_rows(tiny_lm):
-    prompts = ["The best candidate is option", "Film : The Matrix . The best candidate is option"]
-    batch = tiny_lm.label_logits(tiny_lm.embed(prompts), 4)
+    prompts = [FITS, "User : something else\nA : Heat . Fits :<fit>"]
+    batch = tiny_lm.candidate_logits(tiny_lm.embed(prompts))
+    assert batch.shape == (2, 3) and torch.isinf(batch[1, 1:]).all()  # row 1 has one candidate
     for i, p in enumerate(prompts):
-        single = tiny_lm.label_logits(tiny_lm.embed([p]), 4)[0]
-        assert torch.allclose(batch[i], single, atol=1e-4)
+        single = tiny_lm.candidate_logits(tiny_lm.embed([p]))[0]
+        assert torch.allclose(batch[i, : len(single)], single, atol=1e-4)
+
+
+def test_rank_checks_the_candidate_count(tiny_lm):
+    with pytest.raises(ValueError, match="scores 3 candidates, expected 4"):
+        tiny_lm.rank(FITS, 4)
+    with pytest.raises(ValueError, match="no <fit> mark"):
+        tiny_lm.candidate_logits(tiny_lm.embed(["no marks here"]))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -41,7 +54,7 @@ def test_soft_tokens_are_spliced_at_the_placeholders(tiny_lm):
     tiny_lm.projectors.update({"image": proj_img, "audio": proj_aud})
     try:
         img, aud = torch.randn(1, 12), torch.randn(4, 8)
-        prompts = ["User : <image> like this <audio> please", "short"]
+        prompts = ["User : <image> like this <audio> please<fit>", "short<fit>"]
         emb = tiny_lm.embed(prompts, [Media(image=[img], audio=[aud]), None])
         (s1, e1), (s2, e2) = emb.soft_spans[0]
         assert (e1 - s1, e2 - s2) == (3, 4)
@@ -51,8 +64,7 @@ def test_soft_tokens_are_spliced_at_the_placeholders(tiny_lm):
         pad = int((emb.mask[1] == 0).sum())
         assert pad > 0 and emb.positions[1, pad] == 0 and emb.mask[1, :pad].sum() == 0
         assert emb.positions[0, -1] == emb.mask[0].sum() - 1
-        logits = tiny_lm.label_logits(emb, 3)
-        assert logits.shape == (2, 3)
+        assert tiny_lm.candidate_logits(emb).shape == (2, 1)
         with pytest.raises(ValueError, match="placeholder but no <image> embedding"):
             tiny_lm.embed(["<image> x"])
         with pytest.raises(ValueError, match="no placeholder"):

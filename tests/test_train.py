@@ -7,12 +7,13 @@ import pytest
 import torch
 from conftest import FIXTURES, HashEmbedder, tiny_causal_lm, tiny_tokenizer
 
+import chatrec.train as train_mod
 from chatrec import packaged
 from chatrec.adapter import load_adapter
 from chatrec.catalog import load_catalog
 from chatrec.dialogues import Dialogue, Turn, save_dialogues
 from chatrec.model import ChatLM
-from chatrec.train import TrainError, batch_indices, load_train_config, main, train
+from chatrec.train import TrainConfig, TrainError, batch_indices, load_train_config, lr_at, main, train
 
 ASKS = [("Any scary horror films?", "the-shining-1980"), ("Something animated for my kids", "toy-story-1995"),
         ("A tense science fiction film in space", "alien-1979"), ("A classic war romance", "casablanca-1942"),
@@ -63,29 +64,57 @@ def test_a_few_steps_reduce_the_loss_and_write_the_bundle(env):
     assert set(m["training"]["metrics"]) >= {"recall@1", "recall@5", "n"}
 
 
-def test_saved_adapter_reproduces_the_label_logits(env):
+def test_saved_adapter_reproduces_the_candidate_scores(env):
     res = train(cfg(env, "max_steps=3", "checkpoint_every=0"))
     tok, base, identity = packaged.load_llm(str(env.llm), env.tmp / "home")
     model, projectors, _ = load_adapter(base, identity, str(env.out))
     loaded = ChatLM(tok, model, identity, projectors).eval()
-    prompt = "Choose the best film .\nThe best candidate is option"
+    prompt = "Choose the best film .\n" + "\n".join(f"{x} : a film . Fits :<fit>" for x in "ABCDE")
     with torch.no_grad():
-        want = res.lm.label_logits(res.lm.embed([prompt]), 5)
-        got = loaded.label_logits(loaded.embed([prompt]), 5)
-        base_only = ChatLM(tok, tiny_causal_lm(len(tok)), identity).label_logits(loaded.embed([prompt]), 5)
+        want = res.lm.candidate_logits(res.lm.embed([prompt]))
+        got = loaded.candidate_logits(loaded.embed([prompt]))
+        base_only = ChatLM(tok, tiny_causal_lm(len(tok)), identity).candidate_logits(loaded.embed([prompt]))
     assert torch.allclose(want, got, atol=1e-5)
     assert not torch.allclose(want, base_only, atol=1e-4)  # the LoRA did change something
 
 
-def test_resume_continues_the_same_run(env):
-    full = train(cfg(env, "max_steps=6", "checkpoint_every=3")).history
+def test_resume_continues_the_same_run(env, monkeypatch):
+    run = ("max_steps=6", "checkpoint_every=3", "warmup_steps=2", "reason_every=2")
+    full = train(cfg(env, *run)).history
     shutil.rmtree(env.out)
-    first = train(cfg(env, "max_steps=3", "checkpoint_every=3")).history
+    save = train_mod._checkpoint
+
+    def interrupted(path, lm, opt, c, identity, examples, step, history, *rest):
+        save(path, lm, opt, c, identity, examples, step, history, *rest)
+        if step == 3:
+            first.extend(history)
+            raise KeyboardInterrupt  # killed right after the step-3 checkpoint
+
+    first: list[float] = []
+    monkeypatch.setattr(train_mod, "_checkpoint", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(env, *run))
+    monkeypatch.setattr(train_mod, "_checkpoint", save)
     assert (env.out / "checkpoints" / "step-3" / "optimizer.safetensors").is_file()
-    resumed = train(cfg(env, "max_steps=6", "checkpoint_every=3"), resume=True)
+    resumed = train(cfg(env, *run), resume=True)
     assert first == pytest.approx(full[:3], abs=1e-6)
     assert resumed.history == pytest.approx(full, abs=1e-5)  # same data order, optimizer moments and dropout
     assert resumed.manifest.training["steps"] == 6
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    c = TrainConfig(lr=1.0, warmup_steps=4)
+    lrs = [lr_at(c, s, 12) for s in range(12)]
+    assert lrs[:5] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert all(a > b for a, b in zip(lrs[4:], lrs[5:], strict=False)) and 0 < lrs[-1] < 0.2
+
+
+def test_lora_layers_wraps_only_the_top_layers(env):
+    res = train(cfg(env, "max_steps=1", "checkpoint_every=0", "lora_layers=1"))
+    wrapped = {n.split(".layers.")[1].split(".")[0] for n, _ in res.lm.lm.named_parameters() if "lora_A" in n}
+    assert wrapped == {"1"}  # the tiny Llama has layers 0 and 1
+    with pytest.raises(TrainError, match="lora_layers=3 but the base model has 2 layers"):
+        train(cfg(env, "max_steps=1", "lora_layers=3"))
 
 
 def test_data_order_is_a_function_of_the_step():
