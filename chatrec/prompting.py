@@ -46,18 +46,23 @@ def template(name: str) -> str:
     return path.read_text(encoding="utf-8").rstrip("\n")
 
 
+LINE_FIELDS = (("genres", 3), ("director", 2), ("cast", 3), ("keywords", 5))  # facts per candidate line, at most
+
+
 def templates_hash() -> str:
-    """sha256 over the prompt templates; a trained adapter is only valid for this exact value."""
+    """sha256 over the prompt templates and the candidate-line format; an adapter is valid for this value only."""
     h = hashlib.sha256()
     for name in TEMPLATES:
         h.update(name.encode() + b"\0" + template(name).encode() + b"\0")
+    h.update(repr((LINE_FIELDS, FIT_QUESTION)).encode())
     return h.hexdigest()
 
 
-def item_line(item: Item, max_keywords: int = 4) -> str:
-    """Key facts of one candidate on one line."""
+def item_line(item: Item) -> str:
+    """Key facts of one candidate on one line. Users name third-billed actors and fifth keywords too:
+    with 2 and 4 of them, 60 of 325 validation requests named a fact the line did not show."""
     parts = [clean(item.title, 120) + (f" ({item.year})" if item.year else "")]
-    for key, n in (("genres", 3), ("director", 2), ("cast", 2), ("keywords", max_keywords)):
+    for key, n in LINE_FIELDS:
         vals = item.values(key)[:n]
         if vals:
             parts.append(clean(", ".join(vals), 160))

@@ -66,6 +66,7 @@ class TrainConfig:
     eval_examples: int = 20  # validation turns in the quick runs
     checkpoint_every: int = 50  # optimizer steps between checkpoints; 0 = none
     seed: int = 0
+    init_adapter: str = ""  # start the LoRA from this bundle's weights (same base and LoRA shape); "" = fresh
     reason_weight: float = 0.5  # weight of the reason loss next to the rank loss
     reason_every: int = 1  # reason loss on every Nth micro-batch (reasons are easier to learn than ranking)
     load_in_4bit: bool = False  # QLoRA via bitsandbytes; CUDA only
@@ -445,6 +446,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     if resume and resume_dir is None:
         raise TrainError(f"--resume: no checkpoint under {out / 'checkpoints'}")
     state = check_checkpoint(resume_dir, identity) if resume_dir else None
+    init = _check_init(cfg, identity) if cfg.init_adapter else None
 
     examples, val, catalog = _load_data(cfg, train_path, val_path, home)
     if state and state.get("examples_sha") != _examples_sha(examples):
@@ -464,6 +466,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         step, history, seconds_before = state["step"], state["loss_history"], state["seconds"]
         log.info("resuming from %s at step %d", resume_dir, step)
     else:
+        if init:
+            _load_lora(lm, Path(cfg.init_adapter) / "adapter_model.safetensors")
+            log.info("LoRA initialised from %s (%s steps)", cfg.init_adapter, init.training.get("steps"))
         image_note = align_image_projector(cfg, lm, catalog, accelerator.device)
     if image_note is None:
         not_trained["image projector"] = "no real CLIP weights (clip_pretrained not set or not found)"
@@ -522,6 +527,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         encoders={"image": image_note["encoder"]} if image_note else {},
         embedder=cfg.embedder,
         training={"data": {"train": str(train_path), "val": str(val_path), "catalog": cfg.catalog or "packaged demo"},
+                  "init_adapter": _init_record(cfg, init),
                   "examples": len(examples), "steps": step, "seconds": round(seconds, 1), "metrics": metrics,
                   "evals": evals, "not_trained": not_trained, "out": str(out), "config": cfg.to_dict()},
     )
@@ -588,15 +594,43 @@ def _checkpoint(path: Path, lm: ChatLM, opt, cfg: TrainConfig, identity: str, ex
     tmp.rename(path)  # a crash mid-save leaves step-N.tmp, which resume ignores
 
 
-def _restore_weights(lm: ChatLM, path: Path) -> None:
-    """LoRA and projector weights of a checkpoint (already validated by check_checkpoint)."""
+def _check_init(cfg: TrainConfig, identity: str) -> Manifest:
+    """The bundle to start from: same base weights, readable LoRA. Its prompts may differ (that is the point)."""
+    path = Path(cfg.init_adapter)
+    try:
+        manifest = read_manifest(path)
+    except AdapterError as e:
+        raise TrainError(f"init_adapter: {e}") from None
+    if manifest.base_model != identity:
+        raise TrainError(f"init_adapter {path}: trained for base model {manifest.base_model}, not {identity}")
+    _read_safetensors(path / "adapter_model.safetensors")
+    return manifest
+
+
+def _init_record(cfg: TrainConfig, init: Manifest | None) -> dict | None:
+    if not init:
+        return None
+    t = init.training
+    return {"path": cfg.init_adapter, "prompts_sha256": init.prompts_sha256, "steps": t.get("steps"),
+            "seconds": t.get("seconds"), "examples": t.get("examples"), "metrics": t.get("metrics")}
+
+
+def _load_lora(lm: ChatLM, path: Path) -> None:
     from peft import set_peft_model_state_dict
 
-    from .adapter import load_projectors
-
-    result = set_peft_model_state_dict(lm.lm, _read_safetensors(path / "adapter_model.safetensors"))
+    try:
+        result = set_peft_model_state_dict(lm.lm, _read_safetensors(path))
+    except RuntimeError as e:  # shape mismatch: other rank or modules
+        raise TrainError(f"{path}: LoRA weights do not fit this model/config ({e})") from None
     if getattr(result, "unexpected_keys", None):
         raise TrainError(f"{path}: LoRA weights do not fit this model/config (e.g. {result.unexpected_keys[:3]})")
+
+
+def _restore_weights(lm: ChatLM, path: Path) -> None:
+    """LoRA and projector weights of a checkpoint (already validated by check_checkpoint)."""
+    from .adapter import load_projectors
+
+    _load_lora(lm, path / "adapter_model.safetensors")
     try:
         for kind, proj in load_projectors(path, read_manifest(path)).items():
             lm.projectors[kind] = proj.to(lm.device).train()

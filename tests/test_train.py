@@ -102,6 +102,25 @@ def test_resume_continues_the_same_run(env, monkeypatch):
     assert resumed.manifest.training["steps"] == 6
 
 
+def test_init_adapter_starts_from_its_weights_and_is_recorded(env):
+    first = train(cfg(env, "max_steps=3", "checkpoint_every=0")).lm
+    prompt = "Choose the best film .\n" + "\n".join(f"{x} : a film . Fits :<fit>" for x in "ABC")
+    second_out = env.tmp / "second"
+    res = train(cfg(env, "max_steps=1", "checkpoint_every=0", "lr=0.0", f"init_adapter={env.out}",
+                    f"out={second_out}"))
+    with torch.no_grad():  # lr 0: the second run's LoRA is exactly the first's
+        assert torch.allclose(res.lm.candidate_logits(res.lm.embed([prompt])),
+                              first.candidate_logits(first.embed([prompt])), atol=1e-5)
+    rec = json.loads((second_out / "manifest.json").read_text())["training"]["init_adapter"]
+    assert rec["path"] == str(env.out) and rec["steps"] == 3
+    with pytest.raises(TrainError, match="do not fit"):  # another LoRA rank
+        train(cfg(env, "max_steps=1", "lora_r=2", f"init_adapter={env.out}", f"out={env.tmp / 'third'}"))
+    m = json.loads((env.out / "manifest.json").read_text())
+    (env.out / "manifest.json").write_text(json.dumps(m | {"base_model": "other@sha256:0"}))
+    with pytest.raises(TrainError, match="trained for base model other"):
+        train(cfg(env, "max_steps=1", f"init_adapter={env.out}", f"out={env.tmp / 'third'}"))
+
+
 def test_learning_rate_warms_up_then_decays_to_zero():
     c = TrainConfig(lr=1.0, warmup_steps=4)
     lrs = [lr_at(c, s, 12) for s in range(12)]
