@@ -375,6 +375,9 @@ def model_card(manifest: Manifest, cfg: TrainConfig) -> str:
     metrics = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
                         for k, v in t.get("metrics", {}).items())
     not_trained = "\n".join(f"- {k}: {v}" for k, v in t.get("not_trained", {}).items()) or "- nothing"
+    init = t.get("init_adapter")
+    started = (f"- started from the LoRA of `{init['path']}` ({init['steps']} steps, {init['seconds']:.0f} s, "
+               f"prompts sha256 `{init['prompts_sha256']}`)\n" if init else "")
     return f"""# chatrec adapter
 
 LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}, modules {', '.join(cfg.target_modules)}) on `{manifest.base_model}`,
@@ -384,7 +387,7 @@ candidates' " yes" minus " no" logits at their `<fit>` marks) and to write a gro
 - prompts sha256: `{manifest.prompts_sha256}`
 - data: {t.get('data')}
 - steps: {t.get('steps')} ({t.get('seconds', 0):.0f} s), examples: {t.get('examples')}
-- projectors trained: {', '.join(manifest.projectors) or 'none'}
+{started}- projectors trained: {', '.join(manifest.projectors) or 'none'}
 
 Not trained:
 {not_trained}

@@ -68,4 +68,7 @@ def test_shipped_default_adapter_records_what_was_trained():
     assert m.base_model.startswith("packaged:gemma3-270m@sha256:") and m.prompts_sha256 == templates_hash()
     assert m.lora and (path / "adapter_model.safetensors").stat().st_size < 30 * 2**20
     assert set(m.projectors) <= {"image", "audio"}
-    assert m.training  # data, steps, time, metrics
+    t = m.training
+    assert t["steps"] > 0 and t["seconds"] > 0 and t["examples"] > 0 and "recall@1" in t["metrics"]
+    for kind in {"image", "audio"} - set(m.projectors):  # what was not trained is said
+        assert f"{kind} projector" in t["not_trained"]

@@ -113,6 +113,7 @@ def test_init_adapter_starts_from_its_weights_and_is_recorded(env):
                               first.candidate_logits(first.embed([prompt])), atol=1e-5)
     rec = json.loads((second_out / "manifest.json").read_text())["training"]["init_adapter"]
     assert rec["path"] == str(env.out) and rec["steps"] == 3
+    assert f"started from the LoRA of `{env.out}`" in (second_out / "README.md").read_text()
     with pytest.raises(TrainError, match="do not fit"):  # another LoRA rank
         train(cfg(env, "max_steps=1", "lora_r=2", f"init_adapter={env.out}", f"out={env.tmp / 'third'}"))
     m = json.loads((env.out / "manifest.json").read_text())
