@@ -122,7 +122,7 @@ def main() -> None:
     print(f"{'peak RSS':26s} {rss:6.2f} GB   target <= {TARGETS['peak_rss_gb']} GB (chatrec turns only)")
     print(f"{'peak RSS with baselines':26s} {peak_rss_gb():6.2f} GB")
     print("\n== baselines, same run ==")
-    print(f"{'rank, logits at last pos':26s} {pct(last)}")
+    print(f"{'rank, logits at <fit> marks':26s} {pct(last)}")
     print(f"{'rank, full-prompt logits':26s} {pct(full)}")
     print(f"{'answer, batched reasons':26s} {pct(times['total'][: args.baseline_turns])}")
     print(f"{'answer, one reason a time':26s} {pct(seq_times['total'])}")

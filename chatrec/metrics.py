@@ -232,8 +232,12 @@ def reason_inventions(reason_text: str, item: Item, catalog: Catalog) -> list[st
     """
     people, first_names, titles = _catalog_index(catalog)
     own_people = {_norm(p) for p in item_people(item)}
-    # Remove the item's own title first so that e.g. 'Alien' inside 'Aliens vs Alien' is not counted.
+    # Remove the item's own facts first: 'Alien' inside 'Aliens vs Alien', the title 'Amy' inside the
+    # item's 'Amy Adams', 'Joseph L' of 'Joseph L. Mankiewicz' or a '1960s' keyword are not inventions.
     text = reason_text.replace(item.title, " ")
+    own = [*item_people(item), *item.values("keywords"), *item.values("tags")]
+    for phrase in sorted(own, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(phrase)}(?!\w)", " ", text, flags=re.IGNORECASE)
     found: list[str] = []
     for title in titles:
         if title == item.title or title in item.title:

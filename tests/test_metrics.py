@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chatrec.catalog import load_catalog
+from chatrec.catalog import Catalog, Item, load_catalog
 from chatrec.metrics import (
     aggregate_ranks,
     evaluate_rankings,
@@ -126,6 +126,26 @@ def test_reason_grounding(catalog, text, grounded):
 )
 def test_reason_inventions(catalog, text, invented):
     assert reason_inventions(text, catalog.get("the-matrix-1999"), catalog) == invented
+
+
+def test_reason_inventions_own_facts_are_not_inventions():
+    films = Catalog(
+        [
+            Item("amy", "Amy", attributes={"year": 2015, "director": ["Asif Kapadia"]}),
+            Item("eve", "All About Eve", attributes={"year": 1950, "director": ["Joseph L. Mankiewicz"]}),
+            Item("mood", "In the Mood for Love", attributes={"year": 2000, "keywords": ["1960s"]}),
+            Item("arrival", "Arrival", attributes={"year": 2016, "cast": ["Amy Adams"]}),
+            Item("doubt", "Doubt", attributes={"year": 2008, "cast": ["Joseph Smith"]}),
+        ]
+    )
+    arrival, eve, mood = films.get("arrival"), films.get("eve"), films.get("mood")
+    # A catalog title inside the item's own person, an initial before a period, a decade keyword.
+    assert reason_inventions("It features Amy Adams.", arrival, films) == []
+    assert reason_inventions("Directed by Joseph L. Mankiewicz.", eve, films) == []
+    assert reason_inventions("Set in Hong Kong in the 1960s.", mood, films) == []
+    # The same words are still inventions for an item they are not facts of.
+    assert reason_inventions("It features Amy Adams.", mood, films) == ["Amy", "Amy Adams"]
+    assert reason_inventions("A 1960s story.", arrival, films) == ["1960s"]
 
 
 @pytest.mark.parametrize(
