@@ -101,3 +101,15 @@ def windows(clip: AudioClip | np.ndarray, seconds: float = WINDOW_SECONDS) -> li
     x = clip.samples if isinstance(clip, AudioClip) else clip
     step = int(round(seconds * SAMPLE_RATE))
     return [x[i : i + step] for i in range(0, len(x), step)]
+
+
+def speak(text: str, path: str | os.PathLike, voice: str = "en-us") -> Path:
+    """Synthesise ``text`` into a WAV file with espeak-ng (test requests, spoken item descriptions)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise MediaError("espeak-ng is not installed (Debian: apt-get install espeak-ng); cannot synthesise speech")
+    subprocess.run([exe, "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+    return Path(path)

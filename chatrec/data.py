@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -25,7 +25,7 @@ from .catalog import Catalog
 from .dialogue import Session, TurnRecord, _titles_in, interpret
 from .dialogues import Dialogue
 from .model import ChatLM, Embedded, Media
-from .prompting import LABELS, UserTurn, rank_prompt, reason_prompt
+from .prompting import AUDIO, IMAGE, LABELS, UserTurn, rank_prompt, reason_prompt
 from .ranking import fallback_reason
 from .retrieval import Query, Retriever
 
@@ -151,6 +151,15 @@ def build_examples(dialogues: Sequence[Dialogue], catalog: Catalog, retriever: R
     if skipped:
         log.warning("%d recommendation turns skipped: ground truth not in the catalog", skipped)
     return Examples(rank, reason, seen, skipped)
+
+
+def text_only(ex: RankExample) -> RankExample:
+    """The example without its media: placeholders removed, as inference renders a turn whose input has
+    no trained projector (the words stay: a dialogue file's text of a spoken turn is what was said)."""
+    if not (ex.image or ex.audio):
+        return ex
+    prompt = ex.prompt.replace(IMAGE + " ", "").replace(AUDIO + " ", "")
+    return replace(ex, prompt=prompt, image=None, audio=None)
 
 
 # ---- collation ---------------------------------------------------------------------------------

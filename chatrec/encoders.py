@@ -260,18 +260,33 @@ class AudioEncoder:
         )
         return whisper.pad_or_trim(mel[:, :n_frames], whisper.audio.N_FRAMES)
 
+    def _states(self, clip: AudioClip, notes: list[str]) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
+        """(windows used, encoder output (W, 1500, d), states of the real audio only (T, d))."""
+        assert clip.sample_rate == SAMPLE_RATE, clip.sample_rate
+        wins = self._select_windows(clip, notes)
+        mel = torch.stack([self._mel(w) for w in wins]).to(self.device)  # (W, n_mels, 3000)
+        # Batches of 4 bound attention memory (W x heads x 1500^2 floats per layer).
+        feats = torch.cat([self.model.encoder(mel[i : i + 4]) for i in range(0, len(wins), 4)])  # (W, 1500, d)
+        n_ctx = self.model.dims.n_audio_ctx
+        n_frames = [min(n_ctx, math.ceil(len(w) / SAMPLE_RATE * self.FRAMES_PER_SECOND)) for w in wins]
+        hidden = torch.cat([f[:n] for f, n in zip(feats, n_frames, strict=True)]).float()  # (T, d)
+        return wins, feats, hidden
+
+    def _pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool1d(hidden.T.unsqueeze(0), self.n_pool)[0].T  # (n_pool, d)
+
+    @torch.no_grad()
+    def features(self, clip: AudioClip) -> torch.Tensor:
+        """(n_pool, d_audio) pooled encoder states, as ``encode`` gives them, without transcribing."""
+        return self._pool(self._states(clip, list(clip.notes))[2])
+
     @torch.no_grad()
     def encode(self, clip: AudioClip) -> AudioEncoding:
         """Transcribe and embed a clip; features (n_pool, d_audio) exclude Whisper's zero padding."""
         import whisper
 
-        assert clip.sample_rate == SAMPLE_RATE, clip.sample_rate
         notes = list(clip.notes)
-        wins = self._select_windows(clip, notes)
-        dims = self.model.dims
-        mel = torch.stack([self._mel(w) for w in wins]).to(self.device)  # (W, n_mels, 3000)
-        # Batches of 4 bound attention memory (W x heads x 1500^2 floats per layer).
-        feats = torch.cat([self.model.encoder(mel[i : i + 4]) for i in range(0, len(wins), 4)])  # (W, 1500, d)
+        wins, feats, hidden = self._states(clip, notes)
         options = whisper.DecodingOptions(
             task="transcribe",
             language=self.language,
@@ -283,9 +298,6 @@ class AudioEncoder:
         )
         # decode() skips the encoder when given (.., n_audio_ctx, n_audio_state) features.
         results = whisper.decode(self.model, feats, options)
-        n_frames = [min(dims.n_audio_ctx, math.ceil(len(w) / SAMPLE_RATE * self.FRAMES_PER_SECOND)) for w in wins]
-        hidden = torch.cat([f[:n] for f, n in zip(feats, n_frames, strict=True)]).float()  # (T, d)
-        pooled_t = F.adaptive_avg_pool1d(hidden.T.unsqueeze(0), self.n_pool)[0].T  # (n_pool, d)
         for i, r in enumerate(results):
             if r.no_speech_prob > 0.6 and r.avg_logprob < -1.0:
                 notes.append(f"window {i + 1} may contain no speech")
@@ -294,7 +306,7 @@ class AudioEncoder:
         languages = Counter(r.language for r in results)
         return AudioEncoding(
             transcript=" ".join(t for r in results if (t := r.text.strip())),
-            features=pooled_t,
+            features=self._pool(hidden),
             pooled=hidden.mean(0),
             language=languages.most_common(1)[0][0] if languages else self.language,
             seconds_used=sum(len(w) for w in wins) / SAMPLE_RATE,

@@ -128,7 +128,8 @@ class MultimodalInputs:
             if self._has_projector("audio"):
                 media.audio.append(encoding.features)
             else:
-                notes.append("audio used as its transcript only: the adapter has no trained audio projector")
+                notes.append("audio used as its transcript only: the adapter has no audio projector trained on "
+                             f"whisper-{self.cfg.whisper} states")
         return heard
 
     def _has_projector(self, kind: str) -> bool:

@@ -47,6 +47,24 @@ class Answer:
         }
 
 
+def usable_projectors(projectors: dict, encoders: dict[str, str], media) -> tuple[dict, list[str]]:
+    """Projectors whose training encoder is the one configured now; the rest are dropped with a note.
+
+    A projector reads one encoder's vectors: Whisper tiny.en states through a projector aligned on
+    Whisper base would be noise, so that modality falls back to transcript / retrieval only.
+    """
+    expected = {"audio": f"whisper-{media.whisper}", "image": media.clip_model}
+    keep, dropped = {}, []
+    for kind, proj in projectors.items():
+        trained_on = encoders.get(kind, "")
+        if kind in expected and trained_on.split(":")[0] != expected[kind]:
+            dropped.append(f"{kind} projector not used: trained on {trained_on or 'an unrecorded encoder'}, "
+                           f"but {expected[kind]} is configured")
+        else:
+            keep[kind] = proj
+    return keep, dropped
+
+
 def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,7 +99,8 @@ class Recommender:
             if cfg.adapter:
                 try:
                     model, projectors, manifest = load_adapter(model, identity, cfg.adapter)
-                    note = f"adapter {cfg.adapter!r} ({', '.join(['LoRA'] + sorted(projectors))})"
+                    projectors, dropped = usable_projectors(projectors, manifest.encoders, cfg.media)
+                    note = "; ".join([f"adapter {cfg.adapter!r} ({', '.join(['LoRA'] + sorted(projectors))})", *dropped])
                 except AdapterError as e:
                     if resolve(cfg.adapter).exists() or cfg.adapter != "default":
                         raise

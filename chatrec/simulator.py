@@ -20,11 +20,11 @@ import argparse
 import logging
 import random
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from chatrec.audio import speak
 from chatrec.catalog import Catalog, Item, load_catalog, load_demo_catalog
 from chatrec.dialogues import SPLITS, Dialogue, Turn, save_dialogues
 
@@ -633,8 +633,7 @@ def synthesize_audio(
 
     Returns the dialogues unchanged (with a warning) when espeak-ng is not installed.
     """
-    exe = shutil.which("espeak-ng")
-    if exe is None:
+    if shutil.which("espeak-ng") is None:
         log.warning("espeak-ng not found; no audio synthesised")
         return list(dialogues)
     out_dir = Path(out_dir)
@@ -647,7 +646,7 @@ def synthesize_audio(
             if t.role != "user" or rng.random() >= fraction:
                 continue
             wav = out_dir / f"{d.id}-{i}.wav"
-            subprocess.run([exe, "-v", voice, "-w", str(wav), t.text], check=True, capture_output=True)
+            speak(t.text, wav, voice)
             turns[i] = replace(t, audio=str(wav))
         out.append(replace(d, turns=tuple(turns)))
     return out

@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of the per-candidate ranking scores and grounded reasons (+ image projector alignment).
+"""LoRA fine-tuning of the per-candidate ranking scores and grounded reasons, after projector alignment.
 
 ``chatrec train --config configs/train_default.toml [--set key=value] [--out DIR] [--resume]``
 
@@ -26,9 +26,18 @@ import torch
 
 from .adapter import AdapterError, Manifest, check_compatible, read_manifest, save_adapter
 from .config import PACKAGED_EMBEDDER, PACKAGED_LLM, Config, ConfigError, RetrievalConfig
-from .data import Examples, build_examples, collate_rank, collate_reasons, collate_text, rank_loss, token_loss
+from .data import (
+    Examples,
+    build_examples,
+    collate_rank,
+    collate_reasons,
+    collate_text,
+    rank_loss,
+    text_only,
+    token_loss,
+)
 from .model import ChatLM, Media
-from .prompting import IMAGE, clean, templates_hash
+from .prompting import AUDIO, IMAGE, clean, templates_hash
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +84,15 @@ class TrainConfig:
     image_tokens: int = 4  # soft tokens per image
     clip_model: str = "ViT-B-32"  # open_clip architecture
     clip_pretrained: str = ""  # local CLIP weights; "" = no real weights, image projector not trained
-    align_steps: int = 200  # image-projector alignment steps (only with real CLIP weights)
+    align_steps: int = 200  # alignment steps per projector (image: only with real CLIP weights)
+    align_lr: float = 1e-3  # AdamW learning rate of the alignment steps (projector only)
     align_noise: float = 0.1  # gaussian noise on CLIP text embeddings, bridging the text-image gap
-    train_audio: bool = False  # audio projector alignment (not implemented yet: refused if set)
+    train_audio: bool = False  # align an audio projector on item descriptions spoken by espeak-ng
+    whisper: str = "base"  # packaged Whisper for the audio projector; inference must use the same (media.whisper)
+    audio_projector: str = "mlp2x_gelu"  # projector kind for the audio alignment step
+    audio_tokens: int = 4  # soft tokens per audio clip (pooled Whisper states), as media.audio_tokens
+    audio_items: int = 0  # catalog items spoken for the audio alignment; 0 = all
+    tune: bool = True  # dialogue tuning after alignment; false = align projectors only (the LoRA stays as loaded)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -127,7 +142,7 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     if unknown:
         raise TrainError(f"unknown training config key(s) {unknown}; valid: {sorted(hints)}")
     cfg = TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
-    for key in ("batch_size", "grad_accum", "epochs", "lora_r", "reason_every"):
+    for key in ("batch_size", "grad_accum", "epochs", "lora_r", "reason_every", "image_tokens", "audio_tokens"):
         if getattr(cfg, key) < 1:
             raise TrainError(f"{key} must be at least 1")
     if not 1 <= cfg.n_candidates <= 26:
@@ -148,6 +163,20 @@ def _check_4bit(cfg: TrainConfig) -> None:
     if cfg.load_in_4bit and not torch.cuda.is_available():
         raise TrainError("--load-in-4bit (QLoRA) needs a CUDA GPU; bitsandbytes 4-bit training does not run on "
                          "this CPU. Train without it (LoRA in float32).")
+
+
+def _check_audio(cfg: TrainConfig) -> None:
+    if not cfg.train_audio:
+        return
+    import shutil
+
+    from .whisper_ct2 import PACKAGED
+
+    if cfg.whisper not in PACKAGED:
+        raise TrainError(f"whisper={cfg.whisper!r} is not a packaged Whisper; choices: {sorted(PACKAGED)}")
+    if shutil.which("espeak-ng") is None:
+        raise TrainError("train_audio needs espeak-ng to speak the item descriptions (Debian: apt-get install "
+                         "espeak-ng); install it or set train_audio=false")
 
 
 def last_checkpoint(out: Path) -> Path | None:
@@ -287,6 +316,63 @@ def evaluate(lm: ChatLM, examples: Examples) -> dict[str, float]:
 
 # ---- projector alignment -------------------------------------------------------------------------
 
+def _align(cfg: TrainConfig, lm: ChatLM, kind: str, proj, inputs: list[torch.Tensor], prompt: str,
+           targets: list[str], noise: float = 0.0) -> dict:
+    """Caption-style alignment (LLaVA stage 1): only ``proj`` learns to turn ``inputs[i]`` into soft
+    tokens from which the frozen LM reads ``targets[i]``.
+
+    The last tenth of the inputs (at least one) is held out: its loss with its own input next to the loss
+    with another held-out input's says whether the soft tokens carry what is specific to an item.
+    """
+    from tqdm import tqdm
+
+    def media(vectors: list[torch.Tensor]) -> list[Media]:
+        return [Media(image=[v]) if kind == "image" else Media(audio=[v]) for v in vectors]
+
+    def noisy(v: torch.Tensor) -> torch.Tensor:  # CLIP space: noise on the unit sphere; none for audio
+        return torch.nn.functional.normalize(v + noise * torch.randn_like(v), dim=-1) if noise else v
+
+    n_hold = max(1, len(inputs) // 10) if len(inputs) > 1 else 0
+    train_ids = list(range(len(inputs) - n_hold))
+    held = list(range(len(inputs) - n_hold, len(inputs)))
+    probe = train_ids[:: max(1, len(train_ids) // 32)]  # a fixed sample of training items, measured before and after
+
+    @torch.no_grad()
+    def mean_loss(ids: list[int], shift: int = 0) -> float:
+        """Mean caption loss of items ``ids``, each given the input of the item ``shift`` places further on."""
+        was_training = lm.training
+        lm.eval()  # no dropout: the same number before and after
+        loss = sum(token_loss(lm, collate_text(lm, [prompt], [targets[i]], media([inputs[ids[(n + shift) % len(ids)]]])))[0]
+                   .item() for n, i in enumerate(ids)) / len(ids)
+        lm.train(was_training)
+        return loss
+
+    lm.projectors[kind] = proj
+    before = mean_loss(probe)
+    frozen = [p for p in lm.parameters() if p.requires_grad and all(p is not q for q in proj.parameters())]
+    for p in frozen:  # the LoRA stays as it is: only the projector moves
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(proj.parameters(), lr=cfg.align_lr)
+    rng = random.Random(f"{cfg.seed}:align:{kind}")
+    bar = tqdm(range(cfg.align_steps), desc=f"align {kind} projector", unit="step")
+    for _ in bar:
+        batch = [rng.choice(train_ids) for _ in range(cfg.batch_size)]
+        loss, _ = token_loss(lm, collate_text(lm, [prompt] * len(batch), [targets[i] for i in batch],
+                                              media([noisy(inputs[i]) for i in batch])))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    for p in frozen:
+        p.requires_grad_(True)
+    note = {"kind": kind, "steps": cfg.align_steps, "items": len(train_ids), "held_out": len(held),
+            "train_loss_before": round(before, 3), "train_loss_after": round(mean_loss(probe), 3)}
+    if len(held) > 1:
+        note |= {"held_out_loss": round(mean_loss(held), 3), "held_out_loss_other_input": round(mean_loss(held, 1), 3)}
+    log.info("%s alignment: %s", kind, note)
+    return note
+
+
 def align_image_projector(cfg: TrainConfig, lm: ChatLM, catalog, device: torch.device) -> dict | None:
     """Train an image projector on CLIP *text* embeddings of items (+ noise) -> the item's description.
 
@@ -308,22 +394,67 @@ def align_image_projector(cfg: TrainConfig, lm: ChatLM, catalog, device: torch.d
     items = list(catalog)
     vectors = enc.encode_texts([it.text() for it in items]).to(device)  # (N, D)
     proj = build_projector(cfg.image_projector, enc.embed_dim, lm.hidden_size, cfg.image_tokens).to(device)
-    lm.projectors["image"] = proj
-    opt = torch.optim.AdamW(proj.parameters(), lr=cfg.lr)
-    rng = random.Random(f"{cfg.seed}:align")
-    for step in range(cfg.align_steps):
-        batch = [rng.randrange(len(items)) for _ in range(cfg.batch_size)]
-        noisy = torch.nn.functional.normalize(vectors[batch] + cfg.align_noise * torch.randn_like(vectors[batch]), dim=-1)
-        media = [Media(image=[noisy[j: j + 1]]) for j in range(len(batch))]
-        prompts = [f"User: {IMAGE} What film is this?\nAssistant:"] * len(batch)
-        targets = [f" {clean(items[i].title, 120)}: {clean(items[i].description, 300)}\n" for i in batch]
-        loss, _ = token_loss(lm, collate_text(lm, prompts, targets, media))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 50 == 0:
-            log.info("image alignment step %d loss %.3f", step, loss.item())
-    return {"kind": "image", "encoder": f"{cfg.clip_model}:{cfg.clip_pretrained}", "steps": cfg.align_steps}
+    note = _align(cfg, lm, "image", proj, [v.unsqueeze(0) for v in vectors], f"User: {IMAGE} What film is this?\nAssistant:",
+                  [_caption(it) for it in items], noise=cfg.align_noise)
+    return note | {"encoder": f"{cfg.clip_model}:{cfg.clip_pretrained}"}
+
+
+def _caption(item) -> str:
+    return f" {clean(item.title, 120)}: {clean(item.description, 300)}\n"
+
+
+def spoken_text(item) -> str:
+    """What espeak-ng says for an item: title and description, about 15 s of speech at most."""
+    return clean(f"{item.title}. {item.description}", 300)
+
+
+def spoken_features(cfg: TrainConfig, items: list, home: Path) -> torch.Tensor:
+    """(N, audio_tokens, d_audio) Whisper states of each item's spoken text, cached by content hash.
+
+    Features are what inference feeds the projector (``AudioEncoder.features`` = pooled states of
+    ``AudioEncoder.encode``), from the packaged Whisper named by ``cfg.whisper``.
+    """
+    import hashlib
+    import tempfile
+
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
+    from .audio import load_audio, speak
+    from .encoders import AudioEncoder
+
+    texts = [spoken_text(it) for it in items]
+    key = hashlib.sha256(json.dumps([cfg.whisper, cfg.audio_tokens, texts]).encode()).hexdigest()[:16]
+    cache = home / "audio_align" / f"{key}.safetensors"
+    if cache.is_file():
+        return load_file(str(cache))["features"]
+    enc = AudioEncoder(cfg.whisper, n_pool=cfg.audio_tokens)
+    feats = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, text in enumerate(tqdm(texts, desc=f"speak + encode (whisper {cfg.whisper})", unit="item")):
+            feats.append(enc.features(load_audio(speak(text, Path(tmp) / f"{i}.wav"))))
+    out = torch.stack(feats)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"features": out.contiguous()}, str(cache))
+    return out
+
+
+def align_audio_projector(cfg: TrainConfig, lm: ChatLM, catalog, device: torch.device, home: Path) -> dict | None:
+    """Train an audio projector on Whisper states of item descriptions spoken by espeak-ng -> those words.
+
+    The same caption-style alignment as for images, with synthetic speech in place of captioned
+    pictures. Returns the manifest note, or None when ``train_audio`` is off.
+    """
+    if not cfg.train_audio:
+        return None
+    from .projector import build_projector
+
+    items = list(catalog)[: cfg.audio_items or None]
+    feats = spoken_features(cfg, items, home).to(device)  # (N, M, D)
+    proj = build_projector(cfg.audio_projector, feats.shape[-1], lm.hidden_size, 1).to(device)
+    note = _align(cfg, lm, "audio", proj, list(feats), f"User: {AUDIO} What did I just say?\nAssistant:",
+                  [f" {spoken_text(it)}\n" for it in items])
+    return note | {"encoder": f"whisper-{cfg.whisper}"}
 
 
 # ---- outputs -------------------------------------------------------------------------------------
@@ -375,6 +506,12 @@ def model_card(manifest: Manifest, cfg: TrainConfig) -> str:
     metrics = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
                         for k, v in t.get("metrics", {}).items())
     not_trained = "\n".join(f"- {k}: {v}" for k, v in t.get("not_trained", {}).items()) or "- nothing"
+    aligned = "".join(
+        f"- {k} projector ({note['encoder']}): {note['steps']} alignment steps on {note['items']} items, their "
+        f"loss {note['train_loss_before']} -> {note['train_loss_after']}"
+        + (f"; held-out items {note['held_out_loss']} with their own input vs {note['held_out_loss_other_input']} "
+           "with another item's" if "held_out_loss" in note else "") + "\n"
+        for k, note in t.get("aligned", {}).items())
     init = t.get("init_adapter")
     started = (f"- started from the LoRA of `{init['path']}` ({init['steps']} steps, {init['seconds']:.0f} s, "
                f"prompts sha256 `{init['prompts_sha256']}`)\n" if init else "")
@@ -388,7 +525,7 @@ candidates' " yes" minus " no" logits at their `<fit>` marks) and to write a gro
 - data: {t.get('data')}
 - steps: {t.get('steps')} ({t.get('seconds', 0):.0f} s), examples: {t.get('examples')}
 {started}- projectors trained: {', '.join(manifest.projectors) or 'none'}
-
+{aligned}
 Not trained:
 {not_trained}
 
@@ -433,9 +570,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Check every input, then train, checkpoint, evaluate and write the adapter bundle to cfg.out."""
     from tqdm import tqdm
 
-    if cfg.train_audio:
-        raise TrainError("train_audio: audio projector alignment is not implemented yet; set it to false")
     _check_4bit(cfg)  # before loading anything
+    _check_audio(cfg)
     train_path, val_path = _dialogue_path(cfg.train_dialogues, "train"), _dialogue_path(cfg.val_dialogues, "val")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -452,6 +588,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     init = _check_init(cfg, identity) if cfg.init_adapter else None
 
     examples, val, catalog = _load_data(cfg, train_path, val_path, home)
+    n_media = sum(bool(e.image or e.audio) for e in examples.rank)
+    if n_media:  # soft tokens are trained by alignment only; these turns teach ranking from their words
+        log.warning("%d training turns with an image or audio are trained as their written text", n_media)
+        examples, val = ([dataclasses.replace(x, rank=[text_only(e) for e in x.rank]) for x in (examples, val)])
     if state and state.get("examples_sha") != _examples_sha(examples):
         raise TrainError(f"{resume_dir}: checkpoint was trained on other examples (data or config changed)")
 
@@ -461,20 +601,29 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
     lm = build_model(cfg, home)
-    not_trained: dict[str, str] = {"audio projector": "audio alignment not implemented yet"}
+    not_trained: dict[str, str] = {}
     step, history, seconds_before = 0, [], 0.0
-    if state:  # the checkpoint already holds the aligned projector, if there was one
+    if state:  # the checkpoint already holds the aligned projectors, if there were any
         _restore_weights(lm, resume_dir)
-        image_note = state.get("image_note")
+        aligned = state.get("aligned", {})
         step, history, seconds_before = state["step"], state["loss_history"], state["seconds"]
         log.info("resuming from %s at step %d", resume_dir, step)
     else:
         if init:
             _load_lora(lm, Path(cfg.init_adapter) / "adapter_model.safetensors")
             log.info("LoRA initialised from %s (%s steps)", cfg.init_adapter, init.training.get("steps"))
-        image_note = align_image_projector(cfg, lm, catalog, accelerator.device)
-    if image_note is None:
+        notes = {"image": align_image_projector(cfg, lm, catalog, accelerator.device),
+                 "audio": align_audio_projector(cfg, lm, catalog, accelerator.device, home)}
+        aligned = {k: v for k, v in notes.items() if v}
+    if "image" not in aligned:
         not_trained["image projector"] = "no real CLIP weights (clip_pretrained not set or not found)"
+    if "audio" not in aligned:
+        not_trained["audio projector"] = "train_audio was off"
+    if n_media:
+        not_trained["soft tokens in dialogue turns"] = f"{n_media} turns with an image or audio trained as their text"
+    if not cfg.tune:
+        not_trained["LoRA"] = (f"tune=false: copied unchanged from {cfg.init_adapter}" if init
+                               else "tune=false and no init_adapter: the LoRA is the untrained initialisation")
     params = [p for p in lm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state:
@@ -483,7 +632,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         except (ValueError, KeyError) as e:
             raise TrainError(f"{resume_dir}: optimizer state does not fit this run ({e})") from None
     lm, opt = accelerator.prepare(lm, opt)
-    steps = total_steps(cfg, len(examples))
+    steps = total_steps(cfg, len(examples)) if cfg.tune else 0
     evals: list[dict] = []
     lm.train()
     bar = tqdm(total=steps, initial=step, desc="train", unit="step")
@@ -518,7 +667,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == steps):
             seconds = seconds_before + time.perf_counter() - t_start
             _checkpoint(out / "checkpoints" / f"step-{step}", lm, opt, cfg, identity, examples, step, history, seconds,
-                        image_note)
+                        aligned)
     bar.close()
     metrics = evaluate(lm, val)
     log.info("validation: %s", metrics)
@@ -527,15 +676,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     manifest = Manifest(
         base_model=identity, prompts_sha256=templates_hash(), lora=True,
         projectors={k: p.spec.to_dict() for k, p in projectors.items()},
-        encoders={"image": image_note["encoder"]} if image_note else {},
+        encoders={k: note["encoder"] for k, note in aligned.items()},
         embedder=cfg.embedder,
         training={"data": {"train": str(train_path), "val": str(val_path), "catalog": cfg.catalog or "packaged demo"},
                   "init_adapter": _init_record(cfg, init),
                   "examples": len(examples), "steps": step, "seconds": round(seconds, 1), "metrics": metrics,
-                  "evals": evals, "not_trained": not_trained, "out": str(out), "config": cfg.to_dict()},
+                  "evals": evals, "aligned": aligned, "not_trained": not_trained, "out": str(out),
+                  "config": cfg.to_dict()},
     )
     save_adapter(out, lm.lm, projectors, manifest)
-    plot_loss(history, out / "loss.png")
+    if history:
+        plot_loss(history, out / "loss.png")
     (out / "README.md").write_text(model_card(manifest, cfg))
     log.info("saved %s (%d steps, %.0f s)", out, step, seconds)
     return TrainResult(lm.eval(), manifest, history)
@@ -579,7 +730,7 @@ def _examples_sha(examples: Examples) -> str:
 
 
 def _checkpoint(path: Path, lm: ChatLM, opt, cfg: TrainConfig, identity: str, examples: Examples, step: int,
-                history: list[float], seconds: float, image_note: dict | None) -> None:
+                history: list[float], seconds: float, aligned: dict[str, dict]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     projectors = dict(lm.projectors.items())
     manifest = Manifest(identity, templates_hash(), True, {k: p.spec.to_dict() for k, p in projectors.items()},
@@ -587,7 +738,7 @@ def _checkpoint(path: Path, lm: ChatLM, opt, cfg: TrainConfig, identity: str, ex
     save_adapter(tmp, lm.lm, projectors, manifest)
     save_optimizer(opt, tmp / "optimizer.safetensors")
     state = {"step": step, "seed": cfg.seed, "loss_history": history, "seconds": seconds,
-             "examples_sha": _examples_sha(examples), "config": cfg.to_dict(), "image_note": image_note,
+             "examples_sha": _examples_sha(examples), "config": cfg.to_dict(), "aligned": aligned,
              "note": "optimizer moments in optimizer.safetensors; data order is a function of (seed, step)"}
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     if path.exists():

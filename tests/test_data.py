@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import HashEmbedder
@@ -11,11 +13,12 @@ from chatrec.data import (
     collate_text,
     rank_loss,
     replay,
+    text_only,
     token_loss,
     turn_examples,
 )
 from chatrec.dialogues import Dialogue, Turn
-from chatrec.prompting import LABELS, UserTurn, rank_prompt
+from chatrec.prompting import AUDIO, LABELS, UserTurn, rank_prompt
 from chatrec.ranking import fallback_reason
 from chatrec.retrieval import Query, Retriever, embed_catalog
 
@@ -129,8 +132,15 @@ def test_rank_batch_and_loss(small_catalog, retriever, tiny_lm):
 
 
 def test_media_turns_need_encoders(small_catalog, retriever, tiny_lm, tmp_path):
-    from dataclasses import replace
-
     r = build_examples([dialogue(*CASES[0])], small_catalog, retriever, N, seed=0).rank[0]
     with pytest.raises(NotImplementedError, match="media"):
         collate_rank(tiny_lm, [replace(r, image=str(tmp_path / "x.png"))])
+
+
+def test_text_only_drops_the_media_marks_like_inference_without_a_projector(small_catalog, retriever):
+    d = dialogue(*CASES[0])
+    spoken = replace(d, turns=(replace(d.turns[0], audio="ask.wav"), *d.turns[1:]))
+    r = build_examples([spoken], small_catalog, retriever, N, seed=0).rank[0]
+    plain = build_examples([d], small_catalog, retriever, N, seed=0).rank[0]
+    assert r.audio == "ask.wav" and AUDIO in r.prompt
+    assert text_only(r) == plain and text_only(plain) is plain

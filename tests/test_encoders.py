@@ -82,6 +82,11 @@ def test_whisper_transcript_and_features(whisper_base, name):
     assert torch.isfinite(out.features).all() and out.notes == []
 
 
+def test_features_without_transcript_equal_those_of_encode(whisper_base):
+    clip = load_audio(FIXTURES / "speech_shoes.wav")
+    assert torch.allclose(whisper_base.features(clip), whisper_base.encode(clip).features)
+
+
 def test_silent_windows_and_limit_are_noted(whisper_base):
     rng = np.random.default_rng(0)
     speechy = (0.1 * rng.standard_normal(SAMPLE_RATE * 40)).astype(np.float32)

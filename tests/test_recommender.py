@@ -4,8 +4,9 @@ import pytest
 from conftest import HashEmbedder
 
 from chatrec.catalog import Catalog, Item
+from chatrec.config import MediaConfig
 from chatrec.dialogue import Session
-from chatrec.recommender import InputError, Recommender
+from chatrec.recommender import InputError, Recommender, usable_projectors
 from chatrec.retrieval import Retriever, embed_catalog
 
 
@@ -76,3 +77,14 @@ def test_feedback_likes_and_rejects_by_rank(tiny_recommender):
     assert rec.store.load(s.id).liked == s.liked
     a2 = rec.respond(s, "more")
     assert a1.recommendations[2].item_id not in [r.item_id for r in a2.recommendations]
+
+
+def test_a_projector_trained_on_another_encoder_is_not_used():
+    projectors = {"audio": "proj-a", "image": "proj-i"}
+    encoders = {"audio": "whisper-base", "image": "ViT-B-32:/weights/clip.bin"}
+    keep, dropped = usable_projectors(projectors, encoders, MediaConfig(whisper="base", clip_model="ViT-B-32"))
+    assert keep == projectors and dropped == []
+    keep, dropped = usable_projectors(projectors, encoders, MediaConfig(whisper="tiny.en", clip_model="ViT-B-16"))
+    assert keep == {}
+    assert dropped == ["audio projector not used: trained on whisper-base, but whisper-tiny.en is configured",
+                       "image projector not used: trained on ViT-B-32:/weights/clip.bin, but ViT-B-16 is configured"]

@@ -1,6 +1,7 @@
 import json
 import shutil
 from argparse import Namespace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,19 @@ def test_config_values_parse():
         load_train_config("/no/such/file.toml")
 
 
+def test_spoken_turns_are_trained_as_their_words_and_recorded(env):
+    import numpy as np
+    import soundfile as sf
+
+    for d in _dialogues("train"):  # the dialogue loader checks that media files exist
+        sf.write(env.tmp / f"{d.id}.wav", 0.1 * np.sin(np.arange(8000) / 5.0), 16000)
+    spoken = [replace(d, turns=(replace(d.turns[0], audio=str(env.tmp / f"{d.id}.wav")), d.turns[1]))
+              for d in _dialogues("train")]
+    save_dialogues(env.tmp / "spoken.jsonl", spoken)
+    m = train(cfg(env, "max_steps=1", "checkpoint_every=0", f"train_dialogues={env.tmp / 'spoken.jsonl'}")).manifest
+    assert m.training["not_trained"]["soft tokens in dialogue turns"] == "6 turns with an image or audio trained as their text"
+
+
 def test_missing_or_empty_data_is_refused(env):
     with pytest.raises(TrainError, match="train dialogues not found"):
         train(cfg(env, f"train_dialogues={env.tmp / 'nope.jsonl'}"))
@@ -223,3 +237,42 @@ def test_image_projector_is_aligned_only_with_real_clip_weights(env):
     _, projectors, _ = load_adapter(base, identity, str(env.out))
     x = torch.randn(1, 1, 32)
     assert torch.allclose(projectors["image"](x), res.lm.projectors["image"](x), atol=1e-6)
+
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+@needs_espeak
+def test_audio_projector_is_aligned_on_spoken_descriptions_and_the_lora_kept(env):
+    first = train(cfg(env, "max_steps=2", "checkpoint_every=0")).lm
+    prompt = "Choose the best film .\n" + "\n".join(f"{x} : a film . Fits :<fit>" for x in "ABC")
+    audio_out = env.tmp / "audio"
+    res = train(cfg(env, "tune=false", "train_audio=true", "whisper=tiny.en", "audio_items=6", "audio_tokens=2",
+                    "align_steps=40", "align_lr=0.05", "batch_size=2", f"init_adapter={env.out}", f"out={audio_out}"))
+    m = res.manifest
+    assert m.projectors["audio"] == {"kind": "mlp2x_gelu", "in_dim": 384, "out_dim": res.lm.hidden_size,
+                                     "tokens_per_input": 1}
+    assert m.encoders == {"audio": "whisper-tiny.en"} and "audio projector" not in m.training["not_trained"]
+    note = m.training["aligned"]["audio"]
+    assert note["items"] == 5 and note["held_out"] == 1 and note["steps"] == 40
+    # A 2-layer random LM with 10x token embeddings barely attends to 2 soft tokens: the loss only moves a
+    # little here, but it moves only if gradients reach the projector and only downwards if it learns.
+    assert note["train_loss_after"] < note["train_loss_before"]
+    assert m.training["steps"] == 0 and "copied unchanged" in m.training["not_trained"]["LoRA"]
+    with torch.no_grad():  # tune=false: the LoRA is exactly the one it started from
+        assert torch.allclose(res.lm.candidate_logits(res.lm.embed([prompt])),
+                              first.candidate_logits(first.embed([prompt])), atol=1e-5)
+    assert "audio projector (whisper-tiny.en): 40 alignment steps on 5 items" in (audio_out / "README.md").read_text()
+    assert len(list((env.tmp / "home" / "audio_align").glob("*.safetensors"))) == 1  # spoken once, cached
+    tok, base, identity = packaged.load_llm(str(env.llm), env.tmp / "home")
+    _, projectors, _ = load_adapter(base, identity, str(audio_out))
+    x = torch.randn(1, 2, 384)
+    assert torch.allclose(projectors["audio"](x), res.lm.projectors["audio"](x), atol=1e-6)
+
+
+def test_audio_alignment_inputs_are_checked_before_loading(env, monkeypatch):
+    with pytest.raises(TrainError, match="not a packaged Whisper"):
+        train(cfg(env, "train_audio=true", "whisper=large"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(TrainError, match="needs espeak-ng"):
+        train(cfg(env, "train_audio=true"))
