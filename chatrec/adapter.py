@@ -29,7 +29,7 @@ class Manifest:
     prompts_sha256: str  # prompt templates the LoRA was trained against
     lora: bool = True  # adapter_model.safetensors present and trained
     projectors: dict[str, dict] = field(default_factory=dict)  # kind -> ProjectorSpec fields, trained only
-    encoders: dict[str, str] = field(default_factory=dict)  # e.g. {"image": "ViT-B-32:laion2b", "audio": "whisper-base"}
+    encoders: dict[str, str] = field(default_factory=dict)  # e.g. {"image": "ViT-B-32:laion2b", "audio": "whisper-base:4 states"}
     embedder: str = ""  # sentence embedder used for retrieval during training
     training: dict = field(default_factory=dict)  # data, steps, seconds, metrics
 

@@ -204,7 +204,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("train", help="LoRA + projector fine-tuning")
     p.add_argument("--config", required=False)
-    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys: --set a=1 b=2 (or --set repeated)")
     p.add_argument("--out")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--load-in-4bit", action="store_true")

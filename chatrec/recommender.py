@@ -57,9 +57,14 @@ def usable_projectors(projectors: dict, encoders: dict[str, str], media) -> tupl
     keep, dropped = {}, []
     for kind, proj in projectors.items():
         trained_on = encoders.get(kind, "")
-        if kind in expected and trained_on.split(":")[0] != expected[kind]:
+        name, _, detail = trained_on.partition(":")
+        if kind in expected and name != expected[kind]:
             dropped.append(f"{kind} projector not used: trained on {trained_on or 'an unrecorded encoder'}, "
                            f"but {expected[kind]} is configured")
+        elif kind == "audio" and detail and detail != f"{media.audio_tokens} states":
+            # Pooling into another number of windows changes what each state summarises.
+            dropped.append(f"audio projector not used: trained on {detail} (pooled Whisper states per clip), "
+                           f"but media.audio_tokens is {media.audio_tokens}")
         else:
             keep[kind] = proj
     return keep, dropped

@@ -454,7 +454,7 @@ def align_audio_projector(cfg: TrainConfig, lm: ChatLM, catalog, device: torch.d
     proj = build_projector(cfg.audio_projector, feats.shape[-1], lm.hidden_size, 1).to(device)
     note = _align(cfg, lm, "audio", proj, list(feats), f"User: {AUDIO} What did I just say?\nAssistant:",
                   [f" {spoken_text(it)}\n" for it in items])
-    return note | {"encoder": f"whisper-{cfg.whisper}"}
+    return note | {"encoder": f"whisper-{cfg.whisper}:{cfg.audio_tokens} states"}
 
 
 # ---- outputs -------------------------------------------------------------------------------------

@@ -88,3 +88,10 @@ def test_a_projector_trained_on_another_encoder_is_not_used():
     assert keep == {}
     assert dropped == ["audio projector not used: trained on whisper-base, but whisper-tiny.en is configured",
                        "image projector not used: trained on ViT-B-32:/weights/clip.bin, but ViT-B-16 is configured"]
+    encoders["audio"] = "whisper-base:4 states"
+    keep, _ = usable_projectors(projectors, encoders, MediaConfig(whisper="base", clip_model="ViT-B-32", audio_tokens=4))
+    assert "audio" in keep
+    keep, dropped = usable_projectors(projectors, encoders, MediaConfig(whisper="base", clip_model="ViT-B-32", audio_tokens=8))
+    assert "audio" not in keep
+    assert dropped == ["audio projector not used: trained on 4 states (pooled Whisper states per clip), "
+                       "but media.audio_tokens is 8"]

@@ -252,7 +252,7 @@ def test_audio_projector_is_aligned_on_spoken_descriptions_and_the_lora_kept(env
     m = res.manifest
     assert m.projectors["audio"] == {"kind": "mlp2x_gelu", "in_dim": 384, "out_dim": res.lm.hidden_size,
                                      "tokens_per_input": 1}
-    assert m.encoders == {"audio": "whisper-tiny.en"} and "audio projector" not in m.training["not_trained"]
+    assert m.encoders == {"audio": "whisper-tiny.en:2 states"} and "audio projector" not in m.training["not_trained"]
     note = m.training["aligned"]["audio"]
     assert note["items"] == 5 and note["held_out"] == 1 and note["steps"] == 40
     # A 2-layer random LM with 10x token embeddings barely attends to 2 soft tokens: the loss only moves a
@@ -262,7 +262,7 @@ def test_audio_projector_is_aligned_on_spoken_descriptions_and_the_lora_kept(env
     with torch.no_grad():  # tune=false: the LoRA is exactly the one it started from
         assert torch.allclose(res.lm.candidate_logits(res.lm.embed([prompt])),
                               first.candidate_logits(first.embed([prompt])), atol=1e-5)
-    assert "audio projector (whisper-tiny.en): 40 alignment steps on 5 items" in (audio_out / "README.md").read_text()
+    assert "audio projector (whisper-tiny.en:2 states): 40 alignment steps on 5 items" in (audio_out / "README.md").read_text()
     assert len(list((env.tmp / "home" / "audio_align").glob("*.safetensors"))) == 1  # spoken once, cached
     tok, base, identity = packaged.load_llm(str(env.llm), env.tmp / "home")
     _, projectors, _ = load_adapter(base, identity, str(audio_out))
@@ -276,3 +276,10 @@ def test_audio_alignment_inputs_are_checked_before_loading(env, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(TrainError, match="needs espeak-ng"):
         train(cfg(env, "train_audio=true"))
+
+
+def test_train_cli_takes_several_overrides_after_one_set():
+    from chatrec.cli import parser
+
+    args = parser().parse_args(["train", "--set", "tune=false", "align_steps=3", "--set", "seed=2", "--resume"])
+    assert args.set == ["tune=false", "align_steps=3", "seed=2"] and args.resume
