@@ -24,17 +24,61 @@ class AdapterError(ValueError):
 
 
 @dataclass(frozen=True)
+class EncoderSpec:
+    """The encoder a projector was aligned on; a projector is used only with this exact encoder."""
+
+    name: str  # "whisper-base", "whisper-tiny.en", or an open_clip architecture such as "ViT-B-32"
+    weights: str = ""  # CLIP: the pretrained tag or checkpoint it was aligned with
+    pooled_states: int = 0  # audio: pooled Whisper states per clip (what each soft token summarises); 0 = n/a
+
+    @staticmethod
+    def whisper(model: str, pooled_states: int) -> EncoderSpec:
+        return EncoderSpec(f"whisper-{model}", pooled_states=pooled_states)
+
+
+@dataclass(frozen=True)
 class Manifest:
     base_model: str  # identity of the base weights, e.g. packaged:gemma3-270m@sha256:...
     prompts_sha256: str  # prompt templates the LoRA was trained against
     lora: bool = True  # adapter_model.safetensors present and trained
     projectors: dict[str, dict] = field(default_factory=dict)  # kind -> ProjectorSpec fields, trained only
-    encoders: dict[str, str] = field(default_factory=dict)  # e.g. {"image": "ViT-B-32:laion2b", "audio": "whisper-base:4 states"}
+    encoders: dict[str, EncoderSpec] = field(default_factory=dict)  # kind ("image" | "audio") -> its encoder
     embedder: str = ""  # sentence embedder used for retrieval during training
     training: dict = field(default_factory=dict)  # data, steps, seconds, metrics
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Manifest:
+        encoders = data.get("encoders") or {}
+        if not all(isinstance(v, dict) for v in encoders.values()):
+            raise TypeError("encoders must map a kind to {name, weights, pooled_states}")
+        return cls(**{**data, "encoders": {k: EncoderSpec(**v) for k, v in encoders.items()}})
+
+
+@dataclass(frozen=True)
+class AdapterStatus:
+    """What the loaded recommender runs with, for notes, the UI panel and evaluation reports."""
+
+    requested: str | None  # the config's adapter value (None: the base LLM was asked for)
+    loaded: bool = False  # a LoRA (and possibly projectors) is applied
+    path: str = ""  # the bundle's directory, when loaded
+    projectors: tuple[str, ...] = ()  # projector kinds in use
+    dropped: tuple[str, ...] = ()  # projectors in the bundle that are not used, each with why
+    missing: str = ""  # why the default adapter was not found (ranking falls back to the untuned base LLM)
+
+    @property
+    def untuned(self) -> bool:
+        """The default adapter was asked for but is missing: answers come from the untuned base LLM."""
+        return bool(self.missing)
+
+    def note(self) -> str:
+        if self.loaded:
+            return "; ".join([f"adapter {self.requested!r} ({', '.join(['LoRA', *self.projectors])})", *self.dropped])
+        if self.missing:
+            return f"no trained adapter at {self.path}: ranking with the untuned base LLM ({self.missing})"
+        return "base LLM, no adapter"
 
 
 def resolve(name: str) -> Path:
@@ -51,7 +95,7 @@ def read_manifest(path: Path) -> Manifest:
         raise AdapterError(f"{path}: no manifest.json; not an adapter bundle")
     try:
         data = json.loads(f.read_text())
-        return Manifest(**data)
+        return Manifest.from_dict(data)
     except (json.JSONDecodeError, TypeError) as e:
         raise AdapterError(f"{f}: unreadable manifest ({e})") from None
 
@@ -103,6 +147,30 @@ def load_adapter(model, base_identity: str, name: str):
         except Exception as e:  # peft raises several types for a bad file
             raise AdapterError(f"{path}: cannot load LoRA weights ({type(e).__name__}: {e})") from None
     return model, load_projectors(path, manifest), manifest
+
+
+def usable_projectors(projectors: dict, encoders: dict[str, EncoderSpec], expected: dict[str, EncoderSpec]
+                      ) -> tuple[dict, list[str]]:
+    """Projectors whose training encoder is the one configured now; the rest are dropped with a note.
+
+    A projector reads one encoder's vectors: Whisper tiny.en states through a projector aligned on
+    Whisper base would be noise, and pooling a clip into another number of states changes what each
+    state summarises; that modality then falls back to transcript / retrieval only.
+    """
+    keep, dropped = {}, []
+    for kind, proj in projectors.items():
+        trained, now = encoders.get(kind), expected.get(kind)
+        if now is None:
+            keep[kind] = proj
+        elif trained is None or trained.name != now.name:
+            dropped.append(f"{kind} projector not used: trained on {trained.name if trained else 'an unrecorded encoder'}, "
+                           f"but {now.name} is configured")
+        elif trained.pooled_states != now.pooled_states:
+            dropped.append(f"{kind} projector not used: trained on {trained.pooled_states} pooled states per clip, "
+                           f"but media.audio_tokens is {now.pooled_states}")
+        else:
+            keep[kind] = proj
+    return keep, dropped
 
 
 def save_adapter(path: Path, model, projectors: dict[str, Projector], manifest: Manifest) -> None:

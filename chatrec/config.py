@@ -33,6 +33,14 @@ class ModelConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0 = all cores
 
+    def resolved_device(self) -> str:
+        """``device`` with "auto" resolved: CUDA where it exists, else the CPU."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
 
 @dataclass(frozen=True)
 class RetrievalConfig:
@@ -73,6 +81,47 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: LoRA fine-tuning and projector alignment. The defaults are the recipe of stage 1 of
+    the shipped adapter; the model, catalog, candidates, media encoders and seed come from the rest of
+    the config, exactly as inference uses them."""
+
+    out: str = "runs/adapter"  # output bundle directory (checkpoints in out/checkpoints); shipping is an explicit copy
+    train_dialogues: str = ""  # dialogue JSONL; "" = packaged train split
+    val_dialogues: str = ""  # dialogue JSONL; "" = packaged val split
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scale numerator (scale = alpha / r)
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_layers: int = 9  # LoRA on the top N decoder layers only (no backward through the rest); 0 = all
+    lr: float = 1e-3  # AdamW peak learning rate (LoRA)
+    warmup_steps: int = 10  # linear warm-up, then linear decay to 0 at the last step
+    weight_decay: float = 0.0
+    epochs: int = 1  # used when max_steps is 0
+    max_steps: int = 500  # optimizer steps; 0 = epochs over the examples (500 x 4 examples: about an hour on 2 cores)
+    batch_size: int = 1  # examples per micro-batch (each gives a rank and a reason sequence)
+    grad_accum: int = 4  # micro-batches per optimizer step
+    gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% more time
+    max_examples: int = 2000  # training turns used; 0 = all
+    max_val_examples: int = 100  # validation turns for the final recall@k; 0 = all
+    eval_every: int = 0  # optimizer steps between quick validation runs; 0 = only at the end
+    eval_examples: int = 20  # validation turns in the quick runs
+    checkpoint_every: int = 50  # optimizer steps between checkpoints; 0 = none
+    init_adapter: str = ""  # start the LoRA from this bundle's weights (same base and LoRA shape); "" = fresh
+    reason_weight: float = 0.5  # weight of the reason loss next to the rank loss
+    reason_every: int = 4  # reason loss on every Nth micro-batch (templated reasons are learnt fast; ranking needs the steps)
+    load_in_4bit: bool = False  # QLoRA via bitsandbytes; CUDA only
+    image_projector: str = "mlp2x_gelu"  # projector kind for the image alignment step
+    align_steps: int = 200  # alignment steps per projector (image: only with real CLIP weights)
+    align_lr: float = 1e-3  # AdamW learning rate of the alignment steps (projector only)
+    align_noise: float = 0.1  # gaussian noise on CLIP text embeddings, bridging the text-image gap
+    train_audio: bool = False  # align an audio projector on item descriptions spoken by espeak-ng (media.whisper)
+    audio_projector: str = "mlp2x_gelu"  # projector kind for the audio alignment step
+    audio_items: int = 0  # catalog items spoken for the audio alignment; 0 = all
+    tune: bool = True  # dialogue tuning after alignment; false = align projectors only (the LoRA stays as loaded)
+
+
+@dataclass(frozen=True)
 class Config:
     catalog: str | None = None  # catalog file (.jsonl/.csv); None = the packaged demo films
     adapter: str | None = "default"  # adapter name under adapters/, a directory, or None for the base LLM
@@ -83,6 +132,7 @@ class Config:
     ranking: RankingConfig = field(default_factory=RankingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def home(self) -> Path:
         return Path(self.data_dir or os.environ.get("CHATREC_HOME") or Path.home() / ".local" / "share" / "chatrec")
@@ -109,6 +159,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if type(None) in args:
                 return None
         return _coerce(value, next(a for a in args if a is not type(None)), key)
+    if typing.get_origin(tp) is tuple:  # a TOML list, or "a,b,c" from the command line
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+            raise ConfigError(f"config key {key!r} expects a list of strings, got {value!r}")
+        return tuple(x.strip() for x in items if x.strip())
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r} must be a table, got {value!r}")
@@ -191,4 +246,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError("retrieval.n_candidates must be between 1 and 26 (one letter label each)")
     if not 1 <= cfg.ranking.top_k <= cfg.retrieval.n_candidates:
         raise ConfigError("ranking.top_k must be between 1 and retrieval.n_candidates")
+    for key in ("batch_size", "grad_accum", "epochs", "lora_r", "reason_every"):
+        if getattr(cfg.train, key) < 1:
+            raise ConfigError(f"train.{key} must be at least 1")
+    if cfg.media.image_tokens < 1 or cfg.media.audio_tokens < 1:
+        raise ConfigError("media.image_tokens and media.audio_tokens must be at least 1")
     return cfg

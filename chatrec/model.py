@@ -13,7 +13,9 @@ score (a verbalizer read per line, as in LlamaRec's verbalizer, Yue et al. 2023,
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,8 +30,8 @@ TokenCallback = Callable[[int, str], None]  # (row in batch, new text)
 
 
 @dataclass
-class Media:
-    """Encoder outputs for one prompt, keyed by placeholder, in order of appearance.
+class SoftInputs:
+    """Encoder outputs to splice as soft tokens into one prompt, in order of their placeholders.
 
     image: list of (1, D_clip) tensors; audio: list of (M, D_audio) tensors.
     """
@@ -110,7 +112,7 @@ class ChatLM(nn.Module):
         x = vectors.to(self.device, dtype=next(proj.parameters()).dtype)
         return proj(x.unsqueeze(0))[0].to(self.lm.get_input_embeddings().weight.dtype)
 
-    def embed(self, prompts: Sequence[str], media: Sequence[Media | None] | None = None) -> Embedded:
+    def embed(self, prompts: Sequence[str], media: Sequence[SoftInputs | None] | None = None) -> Embedded:
         """Build left-padded inputs_embeds for a batch, splicing soft tokens at placeholders."""
         media = list(media) if media is not None else [None] * len(prompts)
         table = self.lm.get_input_embeddings()
@@ -183,7 +185,7 @@ class ChatLM(nn.Module):
         return scores
 
     @torch.no_grad()
-    def rank(self, prompt: str, n_candidates: int, media: Media | None = None) -> torch.Tensor:
+    def rank(self, prompt: str, n_candidates: int, media: SoftInputs | None = None) -> torch.Tensor:
         """(n_candidates,) log-probabilities over the candidates of one rank prompt."""
         emb = self.embed([prompt], [media])
         if len(emb.score_positions[0]) != n_candidates:
@@ -199,10 +201,15 @@ class ChatLM(nn.Module):
         max_new_tokens: int,
         on_token: TokenCallback | None = None,
         stop: str = "\n",
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[str]:
-        """Greedy continuation of each text prompt, batched; stops a row at ``stop`` or EOS."""
+        """Greedy continuation of each text prompt, batched; stops a row at ``stop`` or EOS.
+
+        ``on_token(row, text)`` receives new text as it is decoded; ``should_stop()`` returning True
+        ends every row at the next token (a consumer that went away).
+        """
         emb = self.embed(prompts)
-        streamer = _RowStreamer(self.tok, len(prompts), on_token, stop)
+        streamer = _RowStreamer(self.tok, len(prompts), on_token, stop, should_stop)
         eos = [self.tok.eos_token_id] + [i for i in self.tok.convert_tokens_to_ids(["<end_of_turn>"]) if isinstance(i, int) and i != self.tok.unk_token_id]
         self.lm.generate(
             inputs_embeds=emb.embeds,
@@ -219,12 +226,45 @@ class ChatLM(nn.Module):
         )
         return [t.lstrip().split(stop)[0].strip() for t in streamer.texts()]
 
+    def generate_stream(self, prompts: Sequence[str], max_new_tokens: int,
+                        stop: str = "\n") -> Iterator[tuple[int, str] | list[str]]:
+        """``generate`` as an iterator: yields ``(row, new text)`` as tokens arrive, then the list of texts.
+
+        transformers' ``generate`` pushes tokens to a callback, so it runs in a worker thread and this
+        generator relays them; closing the generator early stops generation at the next token.
+        """
+        events: queue.Queue = queue.Queue()
+        closed = threading.Event()
+
+        def work() -> None:
+            try:
+                texts = self.generate(prompts, max_new_tokens, lambda r, t: events.put((r, t)), stop, closed.is_set)
+                events.put(("done", texts))
+            except BaseException as e:  # re-raised in the consumer's thread
+                events.put(("error", e))
+
+        worker = threading.Thread(target=work, name="chatrec-generate", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = events.get()
+                if kind == "done":
+                    yield value
+                    return
+                if kind == "error":
+                    raise value
+                yield kind, value
+        finally:
+            closed.set()
+            worker.join()
+
 
 class _RowStreamer:
     """Decodes each batch row incrementally and reports new text as it arrives."""
 
-    def __init__(self, tok, rows: int, callback: TokenCallback | None, stop: str):
-        self.tok, self.callback, self.stop = tok, callback, stop
+    def __init__(self, tok, rows: int, callback: TokenCallback | None, stop: str,
+                 should_stop: Callable[[], bool] | None = None):
+        self.tok, self.callback, self.stop, self.should_stop = tok, callback, stop, should_stop
         self.ids: list[list[int]] = [[] for _ in range(rows)]
         self.sent = [0] * rows
         self.finished = [False] * rows
@@ -258,4 +298,6 @@ class _RowStreamer:
         return [self.tok.decode(ids, skip_special_tokens=True) for ids in self.ids]
 
     def stopping(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        if self.should_stop is not None and self.should_stop():
+            self.finished = [True] * len(self.finished)
         return torch.tensor(self.finished, device=input_ids.device)

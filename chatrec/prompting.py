@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from .catalog import Item
+from .session import Session
 
 IMAGE = "<image>"
 AUDIO = "<audio>"
@@ -81,16 +82,27 @@ def facts_text(item: Item) -> str:
 
 
 @dataclass(frozen=True)
-class UserTurn:
-    """One turn as the prompt sees it."""
+class PromptTurn:
+    """One turn of the conversation as the prompt shows it."""
 
     role: str  # "user" | "assistant"
     text: str
-    has_image: bool = False
+    has_image: bool = False  # an <image> placeholder precedes the text (soft tokens are spliced there)
     has_audio: bool = False
 
 
-def dialogue_text(turns: Sequence[UserTurn], max_turns: int = 8) -> str:
+def prompt_turns(session: Session, image_in_use: bool = False, audio_in_use: bool = False) -> list[PromptTurn]:
+    """The session's turns for the rank prompt. Only the newest user turn can carry placeholders, and
+    only for media whose soft tokens are in use (a trained projector and an encoded input)."""
+    last = session.turns[-1] if session.turns else None
+    return [
+        PromptTurn(t.role, t.text, bool(t.image) and image_in_use and t is last, bool(t.audio) and audio_in_use and t is last)
+        if t.role == "user" else PromptTurn(t.role, t.text)
+        for t in session.turns
+    ]
+
+
+def dialogue_text(turns: Sequence[PromptTurn], max_turns: int = 8) -> str:
     lines = []
     for t in turns[-max_turns:]:
         who = "User" if t.role == "user" else "Assistant"
@@ -99,7 +111,7 @@ def dialogue_text(turns: Sequence[UserTurn], max_turns: int = 8) -> str:
     return "\n".join(lines)
 
 
-def rank_prompt(turns: Sequence[UserTurn], candidates: Sequence[Item]) -> str:
+def rank_prompt(turns: Sequence[PromptTurn], candidates: Sequence[Item]) -> str:
     if len(candidates) > len(LABELS):
         raise ValueError(f"at most {len(LABELS)} candidates can be labelled, got {len(candidates)}")
     # The conversation comes first, so each candidate's score position has read all of it; the score

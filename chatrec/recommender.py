@@ -1,221 +1,206 @@
-"""The one place where the pipeline is wired, in order:
+"""The one place where a turn is wired, in order:
 
 catalog -> encoders -> retrieval -> prompt with soft tokens -> ranking and reasons -> dialogue state.
+
+``prepare`` checks a user's turn and encodes its attachments; ``rank`` updates the session and
+orders the candidates (evaluation replays dialogues through it); ``reasons`` writes and checks the
+reasons of a shown list; ``stream`` chains the three, saves the session and yields typed events that
+interfaces consume; ``respond`` is ``stream`` run to its end.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
-import torch
-
-from .adapter import AdapterError, load_adapter, resolve
+from .adapter import AdapterError, AdapterStatus, EncoderSpec, load_adapter, resolve, usable_projectors
 from .catalog import Catalog, load_catalog, load_demo_catalog
 from .config import Config
-from .dialogue import Session, SessionStore, TurnRecord, interpret
-from .model import ChatLM, Media
-from .packaged import load_embedder, load_llm
-from .prompting import FIT, UserTurn, rank_prompt, reason_prompt
-from .ranking import Recommendation, combine, finalize_reason
+from .events import Answer, Done, Event, Ranked, ReasonDone, ReasonToken, Understood
+from .model import ChatLM, SoftInputs
+from .prompting import FIT, prompt_turns, rank_prompt, reason_prompt
+from .ranking import Ranking, Recommendation, combine
+from .reasons import finalize_reason
 from .retrieval import Query, Retriever, embed_catalog
+from .session import InputError, Session, TurnRecord, interpret
+from .store import SessionStore
 
 log = logging.getLogger(__name__)
 
-
-class InputError(ValueError):
-    """A user turn that cannot be answered; the session is left as it was."""
-
-
-@dataclass
-class Answer:
-    session: Session  # the session after this turn (already saved)
-    recommendations: list[Recommendation]
-    understood: dict = field(default_factory=dict)  # what the system took from the turn (transcript, constraints)
-    notes: list[str] = field(default_factory=list)  # e.g. inputs that are not in use, and why
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: ranked, first_token, total
-
-    def to_dict(self) -> dict:
-        return {
-            "session_id": self.session.id,
-            "recommendations": [r.to_dict() for r in self.recommendations],
-            "understood": self.understood,
-            "notes": self.notes,
-            "timings": self.timings,
-        }
+MAX_MESSAGE_CHARS = 4000
+RETRIEVERS = ("dense", "bm25")  # stage-1 retrievers fused by default
 
 
-def usable_projectors(projectors: dict, encoders: dict[str, str], media) -> tuple[dict, list[str]]:
-    """Projectors whose training encoder is the one configured now; the rest are dropped with a note.
+@dataclass(frozen=True)
+class UserInput:
+    """What a person sent in one turn."""
 
-    A projector reads one encoder's vectors: Whisper tiny.en states through a projector aligned on
-    Whisper base would be noise, so that modality falls back to transcript / retrieval only.
-    """
-    expected = {"audio": f"whisper-{media.whisper}", "image": media.clip_model}
-    keep, dropped = {}, []
-    for kind, proj in projectors.items():
-        trained_on = encoders.get(kind, "")
-        name, _, detail = trained_on.partition(":")
-        if kind in expected and name != expected[kind]:
-            dropped.append(f"{kind} projector not used: trained on {trained_on or 'an unrecorded encoder'}, "
-                           f"but {expected[kind]} is configured")
-        elif kind == "audio" and detail and detail != f"{media.audio_tokens} states":
-            # Pooling into another number of windows changes what each state summarises.
-            dropped.append(f"audio projector not used: trained on {detail} (pooled Whisper states per clip), "
-                           f"but media.audio_tokens is {media.audio_tokens}")
-        else:
-            keep[kind] = proj
-    return keep, dropped
+    text: str = ""
+    image: str | None = None  # image file path
+    audio: str | None = None  # audio file path
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+@dataclass(frozen=True)
+class PreparedTurn:
+    """A user turn after its checks and its attachments' encoding: what the pipeline uses."""
+
+    text: str  # every word taken from the turn: the typed text, then the audio's transcript
+    image: str | None = None  # attachment paths, as given
+    audio: str | None = None
+    transcript: str | None = None  # what Whisper heard
+    soft: SoftInputs = field(default_factory=SoftInputs)  # soft-token inputs (trained projectors only)
+    extra_scores: dict[str, float] = field(default_factory=dict)  # item id -> fused-score bonus from attachments
+    understood: dict = field(default_factory=dict)  # shown to the user: transcript, image neighbours
+    notes: tuple[str, ...] = ()  # inputs not in use, and why
 
 
 class Recommender:
     def __init__(self, cfg: Config, catalog: Catalog, retriever: Retriever, lm: ChatLM | None,
-                 store: SessionStore, adapter_note: str = ""):
+                 store: SessionStore, adapter: AdapterStatus | None = None):
         self.cfg = cfg
         self.catalog = catalog
         self.retriever = retriever
         self.lm = lm
         self.store = store
-        self.adapter_note = adapter_note
-        self.media = None  # multimodal encoders, attached lazily by chatrec.multimodal
+        self.adapter = adapter or AdapterStatus(cfg.adapter)
+        self._media = None  # MediaInputs, built at the first attachment (loads CLIP / Whisper)
 
     @classmethod
-    def from_config(cls, cfg: Config, load_llm_model: bool = True, progress: bool = True) -> Recommender:
+    def from_config(cls, cfg: Config, load_llm_model: bool = True, progress: bool = True,
+                    reuse: Recommender | None = None) -> Recommender:
+        """Load everything ``cfg`` names. ``reuse`` shares another recommender's catalog, retriever and
+        store (same catalog and embedder), e.g. to compare adapters in one process."""
+        import torch
+
+        from .weights.packaged import load_embedder
+
         if cfg.model.threads:
             torch.set_num_threads(cfg.model.threads)
-        device = _device(cfg.model.device)
-        cache = cfg.cache()
-        catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
-        embedder = load_embedder(cfg.model.embedder, device=device)
-        vectors = embed_catalog(catalog, embedder, cfg.model.embedder, cache, progress=progress)
-        retriever = Retriever(catalog, embedder, vectors, cfg.retrieval)
-        lm, note = None, ""
+        device = cfg.model.resolved_device()
+        if reuse is not None:
+            catalog, retriever, store = reuse.catalog, reuse.retriever, reuse.store
+        else:
+            catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
+            embedder = load_embedder(cfg.model.embedder, device=device)
+            vectors = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.cache(), progress=progress)
+            retriever = Retriever(catalog, embedder, vectors, cfg.retrieval)
+            store = SessionStore(cfg.home() / "sessions.sqlite")
+        lm, status = None, AdapterStatus(cfg.adapter)
         if load_llm_model and (cfg.ranking.use_llm or cfg.generation.reasons):
-            tok, model, identity = load_llm(cfg.model.llm, cache, cfg.model.dtype, device)
-            projectors = {}
-            if cfg.adapter:
-                try:
-                    model, projectors, manifest = load_adapter(model, identity, cfg.adapter)
-                    projectors, dropped = usable_projectors(projectors, manifest.encoders, cfg.media)
-                    note = "; ".join([f"adapter {cfg.adapter!r} ({', '.join(['LoRA'] + sorted(projectors))})", *dropped])
-                except AdapterError as e:
-                    if resolve(cfg.adapter).exists() or cfg.adapter != "default":
-                        raise
-                    note = f"no trained adapter at {resolve(cfg.adapter)}: ranking with the untuned base LLM ({e})"
-                    log.info(note)
-            lm = ChatLM(tok, model, identity, projectors)
-            lm.rank(f"warm-up{FIT}", 1)  # the first forward pass pays one-off setup costs
-        store = SessionStore(cfg.home() / "sessions.sqlite")
-        return cls(cfg, catalog, retriever, lm, store, note)
+            lm, status = load_ranker(cfg, device)
+        return cls(cfg, catalog, retriever, lm, store, status)
 
-    # ---- one turn ------------------------------------------------------------------------------
+    # ---- one turn, step by step --------------------------------------------------------------------
 
-    def respond(
-        self,
-        session: Session,
-        text: str,
-        image: str | None = None,
-        audio: str | None = None,
-        on_ranked: Callable[[list[Recommendation]], None] | None = None,
-        on_token: Callable[[int, str], None] | None = None,
-    ) -> Answer:
-        """Answer one user turn. Raises InputError (or MediaError) before anything changes."""
-        t0 = time.perf_counter()
-        text = (text or "").strip()
-        if len(text) > 4000:
-            raise InputError(f"message too long ({len(text)} characters; the limit is 4000)")
-        understood: dict = {}
-        notes: list[str] = []
-        media = Media()
-        extra_scores: dict[str, float] = {}
-        if image or audio:
-            if self.media is None:
-                from .multimodal import MultimodalInputs
-
-                self.media = MultimodalInputs(self)
-            heard = self.media.prepare(image, audio, media, extra_scores, understood, notes)
-            text = (text + " " + heard).strip() if heard else text
-        if not text and not (image and media.image) and not extra_scores:
+    def prepare(self, turn: UserInput) -> PreparedTurn:
+        """Check the turn and encode its attachments. Raises InputError or MediaError; nothing changes."""
+        text = (turn.text or "").strip()
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise InputError(f"message too long ({len(text)} characters; the limit is {MAX_MESSAGE_CHARS})")
+        if not (turn.image or turn.audio):
+            if not text:
+                raise InputError("empty message: type a request, or attach an image or audio file")
+            return PreparedTurn(text)
+        got = self.media_inputs().prepare(turn.image, turn.audio)
+        words = f"{text} {got.heard}".strip()
+        if not words and not got.soft.image and not got.extra_scores:
             raise InputError("empty message: type a request, or attach an image or audio file")
-        try:
-            new = interpret(session, text, self.catalog)
-        except IndexError as e:  # "more like #9" with a 5-item list
-            raise InputError(str(e)) from None
-        new.turns.append(TurnRecord("user", text, image=image, audio=audio, transcript=understood.get("transcript")))
-        query = Query(new.user_text(), tuple(new.liked), new.excluded(), new.constraints(), extra_scores)
-        candidates = self.retriever.retrieve(query, self.cfg.retrieval.n_candidates)
-        understood["constraints"] = {k: v for k, v in {
-            "genres": new.include_genres, "not_genres": new.exclude_genres,
-            "year_min": new.year_min, "year_max": new.year_max,
-        }.items() if v}
-        if not candidates:
+        return PreparedTurn(words, turn.image, turn.audio, got.heard or None, got.soft, got.extra_scores,
+                            got.understood, tuple(got.notes))
+
+    def rank(self, session: Session, turn: UserInput | PreparedTurn, *, retrievers: Sequence[str] = RETRIEVERS,
+             use_llm: bool | None = None, depth: int = 0) -> Ranking:
+        """The session after ``turn`` and its candidates in final order. Pure: nothing is saved.
+
+        ``retrievers`` and ``use_llm`` select a stage-1 baseline; ``depth`` keeps retrieval's pool down
+        to that many items after the candidates (for Recall@K beyond the candidates).
+        """
+        prepared = turn if isinstance(turn, PreparedTurn) else self.prepare(turn)
+        new = interpret(session, prepared.text, self.catalog)
+        new.turns.append(TurnRecord("user", prepared.text, image=prepared.image, audio=prepared.audio,
+                                    transcript=prepared.transcript))
+        query = Query(new.user_text(), tuple(new.liked), new.excluded(), new.constraints(), prepared.extra_scores)
+        n = self.cfg.retrieval.n_candidates
+        pool = self.retriever.retrieve(query, max(n, depth), use=retrievers)
+        head = pool[:n]
+        logprobs = None
+        if (self.uses_llm if use_llm is None else use_llm) and head:
+            turns = prompt_turns(new, bool(prepared.soft.image), bool(prepared.soft.audio))
+            logprobs = self.lm.rank(rank_prompt(turns, [c.item for c in head]), len(head), prepared.soft).tolist()
+        ordered = combine(head, logprobs, self.cfg.ranking.llm_weight, self.cfg.ranking.retrieval_weight)
+        return Ranking(new, ordered, pool[n:])
+
+    def reasons(self, recs: Sequence[Recommendation], session: Session) -> Iterator[ReasonToken | ReasonDone]:
+        """Write the reasons of a shown list (streamed), then check each and yield what will be shown."""
+        user_text = session.user_text()
+        raw = [""] * len(recs)
+        if self.lm is not None and self.cfg.generation.reasons and recs:
+            prompts = [reason_prompt(self.catalog.get(r.item_id), user_text) for r in recs]
+            # Batched: one generate call for all rows; else one row at a time (a same-run baseline).
+            groups = [list(range(len(recs)))] if self.cfg.generation.batch_reasons else [[i] for i in range(len(recs))]
+            for rows in groups:
+                for event in self.lm.generate_stream([prompts[i] for i in rows], self.cfg.generation.max_reason_tokens):
+                    if isinstance(event, list):
+                        for i, text in zip(rows, event, strict=True):
+                            raw[i] = text
+                    else:
+                        yield ReasonToken(rows[event[0]], event[1])
+        liked = [self.catalog.get(i) for i in session.liked if i in self.catalog]
+        for row, (rec, text) in enumerate(zip(recs, raw, strict=True)):
+            reason, source, facts = finalize_reason(text, self.catalog.get(rec.item_id), self.catalog, user_text, liked)
+            yield ReasonDone(row, replace(rec, reason=reason, reason_source=source, facts_used=facts, reason_raw=text))
+
+    # ---- one turn, end to end ----------------------------------------------------------------------
+
+    def stream(self, session: Session, turn: UserInput) -> Iterator[Event]:
+        """Answer one user turn as events; the last one, ``Done``, comes after the session is saved.
+
+        Raises InputError (or MediaError) before the first event when the turn cannot be used: the
+        session and the store are left exactly as they were.
+        """
+        t0 = time.perf_counter()
+        prepared = self.prepare(turn)
+        ranking = self.rank(session, prepared)
+        new = ranking.session
+        understood = {**prepared.understood, "constraints": _constraints(new)}
+        notes = list(prepared.notes)
+        yield Understood(understood, tuple(notes))
+        if not ranking.ordered:
             notes.append("no catalog item fits all constraints; try relaxing one (e.g. a genre or year)")
             new.turns.append(TurnRecord("assistant", "Nothing in the catalog fits all of that.", items=[]))
             self.store.save(new)
-            return Answer(new, [], understood, notes, {"total": time.perf_counter() - t0})
-        turns = [UserTurn(t.role, t.transcript or t.text, bool(t.image) and bool(media.image) and t is new.turns[-1],
-                          bool(t.audio) and bool(media.audio) and t is new.turns[-1])
-                 if t.role == "user" else UserTurn(t.role, t.text) for t in new.turns]
-        logprobs = None
-        if self.lm is not None and self.cfg.ranking.use_llm:
-            prompt = rank_prompt(turns, [c.item for c in candidates])
-            logprobs = self.lm.rank(prompt, len(candidates), media).tolist()
-        ranked = combine(candidates, logprobs, self.cfg.ranking.llm_weight, self.cfg.ranking.retrieval_weight)
-        top = ranked[: self.cfg.ranking.top_k]
-        recs = [
-            Recommendation(c.item.id, c.item.title, r, score, lp, c.score, year=c.item.year,
-                           attributes=dict(c.item.attributes), image=c.item.image)
-            for r, (c, score, lp) in enumerate(top, 1)
-        ]
+            yield Done(Answer(new, [], understood, notes, {"total": time.perf_counter() - t0}))
+            return
+        recs = ranking.top(self.cfg.ranking.top_k)
         t_ranked = time.perf_counter() - t0
-        if on_ranked:
-            on_ranked(recs)
-        recs, t_first = self._reasons(recs, new, on_token, t0)
+        yield Ranked(tuple(recs), t_ranked)
+        t_first = None
+        for event in self.reasons(recs, new):
+            if t_first is None:
+                t_first = time.perf_counter() - t0
+            if isinstance(event, ReasonDone):
+                recs[event.row] = event.recommendation
+            yield event
         new.turns.append(TurnRecord("assistant", "Recommended: " + "; ".join(r.title for r in recs),
                                     items=[r.item_id for r in recs]))
         self.store.save(new)
-        if self.adapter_note and "untuned" in self.adapter_note:
-            notes.append(self.adapter_note)
-        timings = {"ranked": t_ranked, "first_token": t_first, "total": time.perf_counter() - t0}
-        return Answer(new, recs, understood, notes, timings)
+        if self.adapter.untuned:
+            notes.append(self.adapter.note())
+        timings = {"ranked": t_ranked, "first_token": t_first or t_ranked, "total": time.perf_counter() - t0}
+        yield Done(Answer(new, recs, understood, notes, timings))
 
-    def _reasons(self, recs: list[Recommendation], session: Session, on_token, t0: float):
-        user_text = session.user_text()
-        liked = [self.catalog.get(i) for i in session.liked if i in self.catalog]
-        raw = [""] * len(recs)
-        first = [None]
+    def respond(self, session: Session, text: str, image: str | None = None, audio: str | None = None) -> Answer:
+        """Answer one user turn (``stream`` run to its end). Raises InputError or MediaError before anything changes."""
+        answer = None
+        for event in self.stream(session, UserInput(text, image, audio)):
+            if isinstance(event, Done):
+                answer = event.answer
+        assert answer is not None, "stream() always ends with Done"
+        return answer
 
-        def relay(row: int, piece: str) -> None:
-            if first[0] is None:
-                first[0] = time.perf_counter() - t0
-            if on_token:
-                on_token(row, piece)
-
-        if self.lm is not None and self.cfg.generation.reasons:
-            prompts = [reason_prompt(self.catalog.get(r.item_id), user_text) for r in recs]
-            if self.cfg.generation.batch_reasons:
-                raw = self.lm.generate(prompts, self.cfg.generation.max_reason_tokens, relay)
-            else:
-                raw = []
-                for i, p in enumerate(prompts):
-                    raw += self.lm.generate([p], self.cfg.generation.max_reason_tokens,
-                                            lambda _r, s, i=i: relay(i, s))
-        out = []
-        for rec, text in zip(recs, raw, strict=True):
-            item = self.catalog.get(rec.item_id)
-            reason, source, facts = finalize_reason(text, item, self.catalog, user_text, liked)
-            out.append(Recommendation(**{**rec.__dict__, "reason": reason, "reason_source": source, "facts_used": facts}))
-        return out, first[0] if first[0] is not None else time.perf_counter() - t0
-
-    # ---- feedback without a new message (CLI /like, UI buttons) --------------------------------
+    # ---- feedback without a new message (CLI /like, UI buttons) ------------------------------------
 
     def feedback(self, session: Session, rank_or_id: int | str, liked: bool) -> Session:
         """Like or reject an item of the last list (1-based rank) or by id; saved at once."""
@@ -231,3 +216,48 @@ class Recommender:
         s = Session()
         self.store.save(s)
         return s
+
+    # ---- parts ---------------------------------------------------------------------------------------
+
+    @property
+    def uses_llm(self) -> bool:
+        return self.lm is not None and self.cfg.ranking.use_llm
+
+    def media_inputs(self):
+        """The attachment encoders (CLIP, Whisper), built at the first image or audio turn."""
+        if self._media is None:
+            from .media.inputs import MediaInputs
+
+            kinds = self.lm.projectors if self.lm is not None else ()
+            self._media = MediaInputs(self.catalog, self.cfg.media, self.cfg.retrieval.rrf_k, kinds)
+        return self._media
+
+
+def load_ranker(cfg: Config, device: str) -> tuple[ChatLM, AdapterStatus]:
+    """The LLM with the configured adapter and its usable projectors, warmed up."""
+    from .weights.packaged import load_llm
+
+    tok, model, identity = load_llm(cfg.model.llm, cfg.cache(), cfg.model.dtype, device)
+    projectors: dict = {}
+    status = AdapterStatus(cfg.adapter)
+    if cfg.adapter:
+        try:
+            model, projectors, manifest = load_adapter(model, identity, cfg.adapter)
+        except AdapterError as e:
+            if resolve(cfg.adapter).exists() or cfg.adapter != "default":
+                raise
+            status = AdapterStatus(cfg.adapter, path=str(resolve(cfg.adapter)), missing=str(e))
+            log.info(status.note())
+        else:
+            expected = {"audio": EncoderSpec.whisper(cfg.media.whisper, cfg.media.audio_tokens),
+                        "image": EncoderSpec(cfg.media.clip_model)}
+            projectors, dropped = usable_projectors(projectors, manifest.encoders, expected)
+            status = AdapterStatus(cfg.adapter, True, str(resolve(cfg.adapter)), tuple(sorted(projectors)), tuple(dropped))
+    lm = ChatLM(tok, model, identity, projectors)
+    lm.rank(f"warm-up{FIT}", 1)  # the first forward pass pays one-off setup costs
+    return lm, status
+
+
+def _constraints(s: Session) -> dict:
+    return {k: v for k, v in {"genres": s.include_genres, "not_genres": s.exclude_genres,
+                              "year_min": s.year_min, "year_max": s.year_max}.items() if v}

@@ -78,12 +78,23 @@ def tiny_lm(small_catalog):
 def tiny_recommender(small_catalog, tiny_lm, tmp_path):
     """A Recommender over the small catalog with the tiny LM and the hashing embedder."""
     from chatrec.config import load_config
-    from chatrec.dialogue import SessionStore
     from chatrec.recommender import Recommender
     from chatrec.retrieval import Retriever, embed_catalog
+    from chatrec.store import SessionStore
 
     cfg = load_config(None, [f"data_dir={tmp_path}", "retrieval.n_candidates=8", "generation.max_reason_tokens=6"])
     emb = HashEmbedder()
     vecs = embed_catalog(small_catalog, emb, "hash", tmp_path, progress=False)
     return Recommender(cfg, small_catalog, Retriever(small_catalog, emb, vecs, cfg.retrieval), tiny_lm,
                        SessionStore(tmp_path / "sessions.sqlite"))
+
+
+@pytest.fixture(scope="module")
+def retriever(small_catalog, tmp_path_factory):
+    """Retrieval over the small catalog with the hashing embedder, 6 candidates."""
+    from chatrec.config import RetrievalConfig
+    from chatrec.retrieval import Retriever, embed_catalog
+
+    emb = HashEmbedder()
+    vecs = embed_catalog(small_catalog, emb, "hash", tmp_path_factory.mktemp("idx"), progress=False)
+    return Retriever(small_catalog, emb, vecs, RetrievalConfig(n_candidates=6))

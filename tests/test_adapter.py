@@ -4,7 +4,17 @@ import pytest
 import torch
 from conftest import tiny_causal_lm
 
-from chatrec.adapter import ADAPTERS_DIR, AdapterError, Manifest, load_adapter, read_manifest, save_adapter
+from chatrec.adapter import (
+    ADAPTERS_DIR,
+    AdapterError,
+    AdapterStatus,
+    EncoderSpec,
+    Manifest,
+    load_adapter,
+    read_manifest,
+    save_adapter,
+    usable_projectors,
+)
 from chatrec.model import ChatLM
 from chatrec.projector import build_projector
 from chatrec.prompting import templates_hash
@@ -19,7 +29,7 @@ def bundle(tmp_path, tiny_lm):
     base = tiny_causal_lm(len(tiny_lm.tok))
     lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     proj = build_projector("linear", 6, 32, 2)
-    manifest = Manifest("tiny@1", templates_hash(), True, {"image": proj.spec.to_dict()}, {"image": "test"})
+    manifest = Manifest("tiny@1", templates_hash(), True, {"image": proj.spec.to_dict()}, {"image": EncoderSpec("test")})
     save_adapter(tmp_path / "a", lora, {"image": proj}, manifest)
     want = ChatLM(tiny_lm.tok, lora, "tiny@1").rank(PROMPT, 5)
     return tmp_path / "a", want, proj
@@ -72,3 +82,37 @@ def test_shipped_default_adapter_records_what_was_trained():
     assert t["steps"] > 0 and t["seconds"] > 0 and t["examples"] > 0 and "recall@1" in t["metrics"]
     for kind in {"image", "audio"} - set(m.projectors):  # what was not trained is said
         assert f"{kind} projector" in t["not_trained"]
+
+
+def test_manifest_round_trips_typed_encoders(bundle):
+    path, _, _ = bundle
+    assert read_manifest(path).encoders == {"image": EncoderSpec("test")}
+    old = json.loads((path / "manifest.json").read_text()) | {"encoders": {"audio": "whisper-base:4 states"}}
+    (path / "manifest.json").write_text(json.dumps(old))
+    with pytest.raises(AdapterError, match="unreadable manifest"):
+        read_manifest(path)
+
+
+def test_a_projector_trained_on_another_encoder_is_not_used():
+    projectors = {"audio": "proj-a", "image": "proj-i"}
+    encoders = {"audio": EncoderSpec.whisper("base", 4), "image": EncoderSpec("ViT-B-32", weights="/weights/clip.bin")}
+    now = {"audio": EncoderSpec.whisper("base", 4), "image": EncoderSpec("ViT-B-32")}
+    assert usable_projectors(projectors, encoders, now) == (projectors, [])
+    keep, dropped = usable_projectors(projectors, encoders, {"audio": EncoderSpec.whisper("tiny.en", 4),
+                                                             "image": EncoderSpec("ViT-B-16")})
+    assert keep == {}
+    assert dropped == ["audio projector not used: trained on whisper-base, but whisper-tiny.en is configured",
+                       "image projector not used: trained on ViT-B-32, but ViT-B-16 is configured"]
+    keep, dropped = usable_projectors(projectors, encoders, {**now, "audio": EncoderSpec.whisper("base", 8)})
+    assert keep == {"image": "proj-i"}
+    assert dropped == ["audio projector not used: trained on 4 pooled states per clip, but media.audio_tokens is 8"]
+    keep, dropped = usable_projectors(projectors, {}, now)
+    assert keep == {} and "an unrecorded encoder" in dropped[0]
+
+
+def test_adapter_status_says_what_runs():
+    assert AdapterStatus(None).note() == "base LLM, no adapter" and not AdapterStatus(None).untuned
+    loaded = AdapterStatus("default", True, "/a", ("audio",), ("image projector not used: x",))
+    assert loaded.note() == "adapter 'default' (LoRA, audio); image projector not used: x" and not loaded.untuned
+    missing = AdapterStatus("default", path="/a", missing="no manifest.json")
+    assert missing.untuned and "untuned base LLM" in missing.note()

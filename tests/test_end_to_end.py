@@ -3,8 +3,8 @@
 import pytest
 
 from chatrec.config import load_config
-from chatrec.dialogue import Session
 from chatrec.recommender import Recommender
+from chatrec.session import Session
 
 pytestmark = pytest.mark.slow
 
@@ -79,9 +79,9 @@ def test_shipped_adapter_is_loaded_and_changes_the_ranking(real):
     """On known dialogues (the first 30 validation turns) the adapter puts the ground truth first more often."""
 
     from chatrec.adapter import ADAPTERS_DIR
-    from chatrec.data import build_examples
-    from chatrec.dialogues import load_dialogues
-    from chatrec.evaluate import DATA
+    from chatrec.evaluation.dialogues import load_dialogues
+    from chatrec.evaluation.replay import DATA
+    from chatrec.training.examples import build_examples
 
     if not (ADAPTERS_DIR / "default" / "manifest.json").is_file():
         pytest.skip("no shipped default adapter")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from chatrec.model import Media
+from chatrec.model import SoftInputs
 from chatrec.projector import KINDS, build_projector
 from chatrec.prompting import FIT
 
@@ -55,7 +55,7 @@ def test_soft_tokens_are_spliced_at_the_placeholders(tiny_lm):
     try:
         img, aud = torch.randn(1, 12), torch.randn(4, 8)
         prompts = ["User : <image> like this <audio> please<fit>", "short<fit>"]
-        emb = tiny_lm.embed(prompts, [Media(image=[img], audio=[aud]), None])
+        emb = tiny_lm.embed(prompts, [SoftInputs(image=[img], audio=[aud]), None])
         (s1, e1), (s2, e2) = emb.soft_spans[0]
         assert (e1 - s1, e2 - s2) == (3, 4)
         assert torch.allclose(emb.embeds[0, s1:e1], proj_img(img.unsqueeze(0))[0])
@@ -68,14 +68,14 @@ def test_soft_tokens_are_spliced_at_the_placeholders(tiny_lm):
         with pytest.raises(ValueError, match="placeholder but no <image> embedding"):
             tiny_lm.embed(["<image> x"])
         with pytest.raises(ValueError, match="no placeholder"):
-            tiny_lm.embed(["x"], [Media(image=[img])])
+            tiny_lm.embed(["x"], [SoftInputs(image=[img])])
     finally:
         tiny_lm.projectors.clear()
 
 
 def test_missing_projector_is_a_clear_error(tiny_lm):
     with pytest.raises(KeyError, match="no trained image projector"):
-        tiny_lm.embed(["<image> x"], [Media(image=[torch.randn(1, 12)])])
+        tiny_lm.embed(["<image> x"], [SoftInputs(image=[torch.randn(1, 12)])])
 
 
 def test_generate_streams_each_row(tiny_lm):

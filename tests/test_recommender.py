@@ -4,21 +4,28 @@ import pytest
 from conftest import HashEmbedder
 
 from chatrec.catalog import Catalog, Item
-from chatrec.config import MediaConfig
-from chatrec.dialogue import Session
-from chatrec.recommender import InputError, Recommender, usable_projectors
+from chatrec.events import Done, Ranked, ReasonDone, ReasonToken, Understood
+from chatrec.recommender import Recommender, UserInput
 from chatrec.retrieval import Retriever, embed_catalog
+from chatrec.session import InputError, Session
 
 
 def test_a_turn_returns_top_k_catalog_items_with_reasons(tiny_recommender):
     rec = tiny_recommender
-    ranked, tokens = [], []
-    ans = rec.respond(Session(), "a science fiction film about hackers", on_ranked=ranked.append, on_token=lambda r, s: tokens.append(r))
+    events = list(rec.stream(Session(), UserInput("a science fiction film about hackers")))
+    kinds = [type(e) for e in events]
+    assert kinds[:2] == [Understood, Ranked] and kinds[-1] is Done
+    assert kinds[-1 - rec.cfg.ranking.top_k:-1] == [ReasonDone] * rec.cfg.ranking.top_k  # after every token
+    assert {e.row for e in events if isinstance(e, ReasonToken)} <= set(range(rec.cfg.ranking.top_k))
+    ranked = [[r for r in e.recommendations] for e in events if isinstance(e, Ranked)]
+    ans = events[-1].answer
+    assert [e.recommendation for e in events if isinstance(e, ReasonDone)] == ans.recommendations
     assert len(ans.recommendations) == rec.cfg.ranking.top_k
     assert [r.rank for r in ans.recommendations] == [1, 2, 3, 4, 5]
     assert all(r.item_id in rec.catalog for r in ans.recommendations)
     assert all(r.reason and r.llm_logprob is not None for r in ans.recommendations)
-    assert ranked and [r.item_id for r in ranked[0]] == [r.item_id for r in ans.recommendations]
+    assert [r.item_id for r in ranked[0]] == [r.item_id for r in ans.recommendations]
+    assert all(not r.reason for r in ranked[0])  # the list comes first, its reasons after
     # the random tiny LM writes nonsense: every reason must have fallen back to catalog facts
     assert all(r.reason_source == "fallback" and r.facts_used for r in ans.recommendations)
     assert set(ans.timings) == {"ranked", "first_token", "total"}
@@ -57,7 +64,7 @@ def test_injection_in_a_description_cannot_bring_in_outside_items(small_catalog,
     cat = Catalog(list(small_catalog) + [evil])
     emb = HashEmbedder()
     from chatrec.config import load_config
-    from chatrec.dialogue import SessionStore
+    from chatrec.store import SessionStore
 
     cfg = load_config(None, [f"data_dir={tmp_path}", "retrieval.n_candidates=6", "generation.max_reason_tokens=4"])
     rec = Recommender(cfg, cat, Retriever(cat, emb, embed_catalog(cat, emb, "h", tmp_path, progress=False), cfg.retrieval),
@@ -79,19 +86,34 @@ def test_feedback_likes_and_rejects_by_rank(tiny_recommender):
     assert a1.recommendations[2].item_id not in [r.item_id for r in a2.recommendations]
 
 
-def test_a_projector_trained_on_another_encoder_is_not_used():
-    projectors = {"audio": "proj-a", "image": "proj-i"}
-    encoders = {"audio": "whisper-base", "image": "ViT-B-32:/weights/clip.bin"}
-    keep, dropped = usable_projectors(projectors, encoders, MediaConfig(whisper="base", clip_model="ViT-B-32"))
-    assert keep == projectors and dropped == []
-    keep, dropped = usable_projectors(projectors, encoders, MediaConfig(whisper="tiny.en", clip_model="ViT-B-16"))
-    assert keep == {}
-    assert dropped == ["audio projector not used: trained on whisper-base, but whisper-tiny.en is configured",
-                       "image projector not used: trained on ViT-B-32:/weights/clip.bin, but ViT-B-16 is configured"]
-    encoders["audio"] = "whisper-base:4 states"
-    keep, _ = usable_projectors(projectors, encoders, MediaConfig(whisper="base", clip_model="ViT-B-32", audio_tokens=4))
-    assert "audio" in keep
-    keep, dropped = usable_projectors(projectors, encoders, MediaConfig(whisper="base", clip_model="ViT-B-32", audio_tokens=8))
-    assert "audio" not in keep
-    assert dropped == ["audio projector not used: trained on 4 states (pooled Whisper states per clip), "
-                       "but media.audio_tokens is 8"]
+def test_rank_is_what_respond_shows(tiny_recommender):
+    """respond() is rank() plus reasons: same session state, same order and scores."""
+    rec = tiny_recommender
+    a1 = rec.respond(Session(), "a crime film")
+    ranking = rec.rank(a1.session, UserInput("more like #2, but older"))
+    assert rec.store.load(a1.session.id).turns == a1.session.turns  # rank() saved nothing
+    a2 = rec.respond(a1.session, "more like #2, but older")
+    assert [(r.item_id, r.score, r.llm_logprob) for r in ranking.top(rec.cfg.ranking.top_k)] == \
+        [(r.item_id, r.score, r.llm_logprob) for r in a2.recommendations]
+    assert ranking.session.liked == a2.session.liked and ranking.session.year_max == a2.session.year_max
+
+
+def test_baseline_options_change_only_the_order(tiny_recommender):
+    rec = tiny_recommender
+    turn = rec.prepare(UserInput("a crime film"))
+    llm = rec.rank(Session(), turn, depth=12)
+    plain = rec.rank(Session(), turn, use_llm=False, depth=12)
+    bm25 = rec.rank(Session(), turn, retrievers=("bm25",), use_llm=False)
+    assert len(llm.ids()) == len(plain.ids()) == 12 and set(llm.ids()[:8]) == set(plain.ids()[:8])
+    assert all(s.llm_logprob is not None for s in llm.ordered) and all(s.llm_logprob is None for s in plain.ordered)
+    assert plain.ids()[:8] == [s.candidate.item.id for s in plain.ordered]  # retrieval's own order
+    assert all(set(s.candidate.sources) <= {"bm25"} for s in bm25.ordered)
+
+
+def test_an_abandoned_stream_saves_nothing(tiny_recommender):
+    rec = tiny_recommender
+    a1 = rec.respond(Session(), "a crime film")
+    events = rec.stream(a1.session, UserInput("something funnier"))
+    assert isinstance(next(events), Understood) and isinstance(next(events), Ranked)
+    events.close()  # the consumer went away: generation stops, the session is not saved
+    assert rec.store.load(a1.session.id).turns == a1.session.turns

@@ -1,0 +1,7 @@
+"""``python -m chatrec`` is the ``chatrec`` command."""
+
+import sys
+
+from chatrec.ui.cli import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""Evaluation metrics: pure functions over ids and numpy arrays, RecBole style.
+
+Ranking metrics are counted per ground-truth item, as in conversational-recommendation work on
+ReDial (Chen et al., 2019, KBRD; Zhou et al., 2020, KGSF): a recommendation turn with two target
+items contributes two samples. Items already mentioned in the dialogue are removed from the ranked
+list and from the targets first (``exclude``), since recommending what the user just named is trivial.
+
+Every ranking metric derives from the 1-based rank of each target (``inf`` when absent):
+``recall@k = mean(rank <= k)``, ``ndcg@k = mean(1/log2(rank + 1) if rank <= k else 0)`` (one relevant
+item per sample, so IDCG = 1), ``mrr@k = mean(1/rank if rank <= k else 0)``.
+
+The reason checks (grounding, inventions, format) live in :mod:`chatrec.reasons`: inference uses them
+to decide which reasons may be shown, and evaluation counts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+
+import numpy as np
+
+DEFAULT_KS = (1, 10, 50)
+
+
+def target_ranks(ranked_ids: Sequence[str], relevant_ids: Iterable[str], exclude: Collection[str] = ()) -> np.ndarray:
+    """1-based rank of each relevant item after dropping ``exclude``; ``inf`` if not ranked.
+
+    Returns shape (R,) float, one entry per relevant item not in ``exclude`` (duplicates counted once).
+    """
+    excluded = set(exclude)
+    ranked = [i for i in dict.fromkeys(ranked_ids) if i not in excluded]
+    position = {item: r for r, item in enumerate(ranked, 1)}
+    relevant = [i for i in dict.fromkeys(relevant_ids) if i not in excluded]
+    return np.array([position.get(i, np.inf) for i in relevant], dtype=float)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+def recall_from_ranks(ranks: np.ndarray, k: int) -> float:
+    return _mean((ranks <= k).astype(float))
+
+
+def ndcg_from_ranks(ranks: np.ndarray, k: int) -> float:
+    gains = np.zeros_like(ranks)
+    hit = ranks <= k
+    gains[hit] = 1.0 / np.log2(ranks[hit] + 1.0)
+    return _mean(gains)
+
+
+def mrr_from_ranks(ranks: np.ndarray, k: int | None = None) -> float:
+    hit = ranks <= (k if k is not None else np.inf)
+    return _mean(np.where(hit, 1.0 / ranks, 0.0))
+
+
+def recall_at_k(ranked_ids: Sequence[str], relevant_ids: Iterable[str], k: int, exclude: Collection[str] = ()) -> float:
+    """Share of relevant items in the top ``k``; NaN when no relevant item is left after ``exclude``."""
+    return recall_from_ranks(target_ranks(ranked_ids, relevant_ids, exclude), k)
+
+
+def ndcg_at_k(ranked_ids: Sequence[str], relevant_ids: Iterable[str], k: int, exclude: Collection[str] = ()) -> float:
+    """Mean over relevant items of ``1/log2(rank+1)`` within the top ``k``."""
+    return ndcg_from_ranks(target_ranks(ranked_ids, relevant_ids, exclude), k)
+
+
+def mrr(
+    ranked_ids: Sequence[str], relevant_ids: Iterable[str], k: int | None = None, exclude: Collection[str] = ()
+) -> float:
+    """Mean over relevant items of ``1/rank`` (0 beyond ``k`` or when absent)."""
+    return mrr_from_ranks(target_ranks(ranked_ids, relevant_ids, exclude), k)
+
+
+def aggregate_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Recall/NDCG/MRR@k over a pooled array of per-target ranks, shape (N,)."""
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"recall@{k}"] = recall_from_ranks(ranks, k)
+        out[f"ndcg@{k}"] = ndcg_from_ranks(ranks, k)
+        out[f"mrr@{k}"] = mrr_from_ranks(ranks, k)
+    out["n"] = float(ranks.size)
+    return out
+
+
+def evaluate_rankings(
+    cases: Iterable[tuple[Sequence[str], Iterable[str], Collection[str]]], ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float]:
+    """Pool ``(ranked_ids, relevant_ids, exclude)`` cases per ground-truth item and aggregate."""
+    parts = [target_ranks(r, rel, ex) for r, rel, ex in cases]
+    return aggregate_ranks(np.concatenate(parts) if parts else np.zeros(0), ks)
+
+
+def first_success_turn(ranked_per_turn: Sequence[Sequence[str]], target: str, k: int) -> int | None:
+    """1-based index of the first turn whose top ``k`` holds ``target``; None if it never does."""
+    for t, ranked in enumerate(ranked_per_turn, 1):
+        if target in list(ranked)[:k]:
+            return t
+    return None
+
+
+def success_at_turn(success_turns: Sequence[int | None], turn: int) -> float:
+    """SR@t: share of episodes that succeeded at or before ``turn`` (None = never succeeded)."""
+    hits = np.array([s is not None and s <= turn for s in success_turns], dtype=float)
+    return _mean(hits)
+
+
+def mean_and_ci(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """Mean and normal-approximation 95% half-width, ignoring NaNs."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    half = z * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
+    return float(v.mean()), float(half)

@@ -1,0 +1,215 @@
+"""Evaluation results: per-system metrics from the replayed runs, a Markdown table, JSON and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import mrr_from_ranks, ndcg_from_ranks, recall_from_ranks, success_at_turn
+from .replay import INTERACTIVE_TURNS, MAX_K, Counts, SystemRun
+
+
+@dataclass(frozen=True)
+class ReasonMetrics:
+    n: int  # reasons checked (shown top-k over all turns)
+    grounded: float  # share of shown reasons stating a true fact of the item
+    invents: float  # share of shown reasons inventing something
+    format_ok: float  # share of shown reasons that are well formed
+    model_written: float  # share written by the model (the rest are attribute-based fallbacks)
+    raw_grounded: float  # the same checks on the model's raw output, before the fallback
+    raw_invents: float
+    raw_format_ok: float
+    tokens_per_turn: float  # generated tokens per turn (tokenizer count of the raw reasons)
+
+
+@dataclass(frozen=True)
+class SystemMetrics:
+    name: str
+    n_targets: int  # ground-truth items scored
+    recall: dict[int, float]  # K -> Recall@K, K = 1..50
+    ndcg10: float
+    mrr: float
+    latency_p50: float  # seconds per turn (ranking, plus reasons for the main system)
+    latency_p95: float
+    reasons: ReasonMetrics | None = None
+    success_at_turn: dict[int, float] | None = None  # interactive: t -> share of episodes hit by turn t
+
+
+def _share(values: Sequence[bool | None]) -> float:
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def summarize(run: SystemRun) -> SystemMetrics:
+    ranks = np.asarray(run.ranks, dtype=float)
+    lat = np.asarray(run.latencies, dtype=float)
+    reasons = None
+    if run.reasons:
+        r = run.reasons
+        reasons = ReasonMetrics(
+            len(r),
+            _share([c.grounded for c in r]),
+            _share([c.invents for c in r]),
+            _share([c.format_ok for c in r]),
+            _share([c.source == "model" for c in r]),
+            _share([c.raw_grounded for c in r]),
+            _share([c.raw_invents for c in r]),
+            _share([c.raw_format_ok for c in r]),
+            float(np.mean(run.tokens)),
+        )
+    success = None
+    if run.success_turns:
+        success = {t: success_at_turn(run.success_turns, t) for t in range(1, INTERACTIVE_TURNS + 1)}
+    return SystemMetrics(
+        run.name,
+        int(ranks.size),
+        {k: recall_from_ranks(ranks, k) for k in range(1, MAX_K + 1)},
+        ndcg_from_ranks(ranks, 10),
+        mrr_from_ranks(ranks),
+        float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        float(np.percentile(lat, 95)) if lat.size else float("nan"),
+        reasons,
+        success,
+    )
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
+    cols = ["R@1", "R@5", "R@10", "R@50", "NDCG@10", "MRR", "p50 s", "p95 s"]
+    has_reasons = any(m.reasons for m in metrics)
+    has_sr = any(m.success_at_turn for m in metrics)
+    if has_reasons:
+        cols += ["grounded", "invents", "format ok", "model-written", "raw grounded", "raw invents", "tok/turn"]
+    if has_sr:
+        cols += [f"SR@{t}" for t in range(1, INTERACTIVE_TURNS + 1)]
+    lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for m in metrics:
+        row = [_fmt(m.recall[k]) for k in (1, 5, 10, 50)] + [
+            _fmt(m.ndcg10),
+            _fmt(m.mrr),
+            _fmt(m.latency_p50, 2),
+            _fmt(m.latency_p95, 2),
+        ]
+        if has_reasons:
+            r = m.reasons
+            row += (
+                [
+                    _fmt(r.grounded),
+                    _fmt(r.invents),
+                    _fmt(r.format_ok),
+                    _fmt(r.model_written),
+                    _fmt(r.raw_grounded),
+                    _fmt(r.raw_invents),
+                    _fmt(r.tokens_per_turn, 1),
+                ]
+                if r
+                else ["–"] * 7
+            )
+        if has_sr:
+            row += [_fmt(m.success_at_turn[t]) if m.success_at_turn else "–" for t in range(1, INTERACTIVE_TURNS + 1)]
+        lines.append(f"| {m.name} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _clean_json(x):
+    if isinstance(x, float):
+        return None if math.isnan(x) or math.isinf(x) else x
+    if isinstance(x, dict):
+        return {str(k): _clean_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean_json(v) for v in x]
+    return x
+
+
+def write_plots(out: Path, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for n, m in enumerate(metrics):
+        ks = sorted(m.recall)
+        ax.step(
+            ks,
+            [m.recall[k] for k in ks],
+            where="post",
+            label=m.name,
+            ls=("-", "--", ":", "-.")[n % 4],
+            lw=2.2 if n == 0 else 1.4,
+        )
+    ax.set(xlabel="K", ylabel="Recall@K", title="Recall@K", xlim=(1, MAX_K), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "recall_at_k.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lat = [np.asarray(runs[m.name].latencies) * 1000 for m in metrics if runs[m.name].latencies]
+    if lat:
+        top = max(float(x.max()) for x in lat)
+        bins = np.logspace(np.log10(max(min(float(x.min()) for x in lat), 1e-2)), np.log10(max(top, 1e-1)), 40)
+        for m, x in zip([m for m in metrics if runs[m.name].latencies], lat, strict=True):
+            ax.hist(np.maximum(x, bins[0]), bins=bins, alpha=0.5, label=m.name)
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    ax.set(xlabel="latency per turn (ms)", ylabel="turns", title="Per-turn latency")
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=120)
+    plt.close(fig)
+
+    if any(m.success_at_turn for m in metrics):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for m in metrics:
+            if m.success_at_turn:
+                ts = sorted(m.success_at_turn)
+                ax.plot(ts, [m.success_at_turn[t] for t in ts], marker="o", label=m.name)
+        ax.set(xlabel="turn", ylabel="success rate", title="Success@turn (simulated users)", ylim=(0, 1))
+        ax.set_xticks(range(1, INTERACTIVE_TURNS + 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "success_at_turn.png", dpi=120)
+        plt.close(fig)
+
+
+def write_report(
+    out: Path, header: dict, counts: Counts, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun]
+) -> str:
+    """report.json, report.md and the plots in ``out``; returns the Markdown table."""
+    out.mkdir(parents=True, exist_ok=True)
+    reasons = Counter(t["reason"] for t in counts.turns_skipped)
+    report = {
+        **header,
+        "counts": {
+            **asdict(counts),
+            "dialogues_skipped_n": len(counts.dialogues_skipped),
+            "turns_skipped_n": len(counts.turns_skipped),
+            "turns_skipped_by_reason": dict(reasons),
+        },
+        "systems": {m.name: asdict(m) for m in metrics},
+    }
+    (out / "report.json").write_text(json.dumps(_clean_json(report), indent=2, ensure_ascii=False), encoding="utf-8")
+    table = markdown_table(metrics)
+    notes = [
+        f"- dialogues: {counts.dialogues_evaluated} evaluated of {counts.dialogues_loaded} loaded, "
+        f"{len(counts.dialogues_skipped)} rows skipped",
+        f"- recommendation turns: {counts.turns_evaluated} scored, {len(counts.turns_skipped)} skipped, "
+        f"{counts.turns_without_fresh_target} without a target not mentioned before",
+        f"- model: {header['model']}; adapter: {header['adapter']['note']}",
+        f"- config {header['config_hash']}, catalog {header['catalog']['hash'][:16]}, seed {header['seeds']['config']}",
+    ]
+    notes += [f"- skipped {s['where']}: {s['reason']}" for s in counts.dialogues_skipped + counts.turns_skipped]
+    (out / "report.md").write_text(f"# chatrec eval\n\n{table}\n\n" + "\n".join(notes) + "\n", encoding="utf-8")
+    write_plots(out, metrics, runs)
+    return table

@@ -1,0 +1,233 @@
+"""Session state: turns, mentioned / liked / rejected items, constraints; and how a message changes it.
+
+``interpret`` reads one user message against the session: feedback on the last list ("not that one",
+"more like #2"), titles the user names (liked, or rejected when negated), and constraints
+("no horror", "from the 80s", "something older"). It returns a new Session; the old one is untouched,
+so a turn that fails later leaves the session exactly as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .catalog import Catalog
+from .retrieval import Constraints
+from .vocab import GENRE_WORDS
+
+
+class InputError(ValueError):
+    """A user turn that cannot be answered; the session is left as it was."""
+
+_NEG = r"(?:no|not|without|nothing|never|hate|avoid|skip|don't want|dont want|not into|isn't|no more)"
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
+_REF = r"(?:#\s*(\d+)|number\s*(\d+)|the\s+(first|second|third|fourth|fifth|last)(?:\s+one)?|(\d)(?:st|nd|rd|th)?\s+one)"
+
+
+@dataclass
+class TurnRecord:
+    role: str  # "user" | "assistant"
+    text: str  # user: every word the system took from the turn (typed text, then the transcript)
+    image: str | None = None  # attachment path as given
+    audio: str | None = None
+    transcript: str | None = None  # what Whisper heard, for audio turns (already part of ``text``)
+    items: list[str] = field(default_factory=list)  # assistant: ranked item ids shown
+    ts: float = field(default_factory=time.time)
+
+
+@dataclass
+class Session:
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    turns: list[TurnRecord] = field(default_factory=list)
+    liked: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    mentioned: list[str] = field(default_factory=list)  # named by the user: seen, so not recommended back
+    include_genres: list[str] = field(default_factory=list)
+    exclude_genres: list[str] = field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+
+    @property
+    def last_items(self) -> list[str]:
+        for t in reversed(self.turns):
+            if t.role == "assistant" and t.items:
+                return t.items
+        return []
+
+    def constraints(self) -> Constraints:
+        return Constraints(frozenset(self.include_genres), frozenset(self.exclude_genres), self.year_min, self.year_max)
+
+    def excluded(self) -> frozenset[str]:
+        return frozenset(self.rejected) | frozenset(self.mentioned)
+
+    def user_text(self, max_turns: int = 6) -> str:
+        """What the user asked for, feedback phrases ("not #2") removed: for queries and reasons."""
+        texts = [strip_feedback(t.text) for t in self.turns if t.role == "user"]
+        return " ".join(x for x in texts[-max_turns:] if x)
+
+    def copy(self) -> Session:
+        return Session.from_dict(self.to_dict())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Session:
+        d = dict(d)
+        d["turns"] = [TurnRecord(**t) for t in d.get("turns", [])]
+        return cls(**d)
+
+    # ---- feedback ------------------------------------------------------------------------------
+
+    def like(self, item_id: str) -> None:
+        if item_id in self.rejected:
+            self.rejected.remove(item_id)
+        if item_id not in self.liked:
+            self.liked.append(item_id)
+
+    def reject(self, item_id: str) -> None:
+        if item_id in self.liked:
+            self.liked.remove(item_id)
+        if item_id not in self.rejected:
+            self.rejected.append(item_id)
+
+    def item_at(self, rank: int) -> str:
+        """Item id at 1-based ``rank`` of the last list (-1 = last); InputError names the problem."""
+        items = self.last_items
+        if not items:
+            raise InputError("there is no list yet to refer to")
+        if rank == -1:
+            return items[-1]
+        if not 1 <= rank <= len(items):
+            raise InputError(f"the last list has items 1 to {len(items)}, not {rank}")
+        return items[rank - 1]
+
+
+_FEEDBACK = re.compile(
+    rf"\b(?:more like|not|no|like|loved?)\s+{_REF}|\b(?:not that one|not this one|seen that|seen it|already seen|nope)\b",
+    re.IGNORECASE,
+)
+
+
+def strip_feedback(text: str) -> str:
+    return re.sub(r"\s+", " ", _FEEDBACK.sub(" ", text)).strip(" ,.;")
+
+
+def _ref_rank(m: re.Match) -> int:
+    """The rank a matched reference names (patterns hold several _REF groups; one is set)."""
+    value = next(g for g in m.groups() if g)
+    return int(value) if value.isdigit() else _ORDINALS[value]
+
+
+def titles_in(text: str, catalog: Catalog) -> list[tuple[str, int]]:
+    """(item id, position) of catalog titles named in the text; longest titles win overlaps."""
+    low = text.lower()
+    found: list[tuple[str, int, int]] = []
+    for item in sorted(catalog, key=lambda it: -len(it.title)):
+        title = item.title.lower()
+        if len(title) < 4 and not re.search(rf"['\"]{re.escape(title)}['\"]", low):
+            continue  # "Up", "It": only when quoted
+        for m in re.finditer(rf"(?<!\w){re.escape(title)}(?!\w)", low):
+            if all(m.end() <= s or m.start() >= e for _, s, e in found):
+                found.append((item.id, m.start(), m.end()))
+    return [(i, s) for i, s, _ in sorted(found, key=lambda f: f[1])]
+
+
+def _negated_before(low: str, pos: int) -> bool:
+    window = low[max(0, pos - 30):pos]
+    return re.search(rf"{_NEG}\b[\w\s,']*$", window) is not None
+
+
+def interpret(session: Session, text: str, catalog: Catalog) -> Session:
+    """Return a copy of the session updated with what this message says. Pure: no model calls."""
+    s = session.copy()
+    low = " " + text.lower().strip() + " "
+    # Feedback on the last list.
+    for m in re.finditer(rf"more like {_REF}|like {_REF} (?:but|more)|(?:love|loved|like|liked) {_REF}", low):
+        s.like(s.item_at(_ref_rank(m)))
+    for m in re.finditer(rf"{_NEG}\s+(?:a\s+fan\s+of\s+)?{_REF}|{_REF}\s+(?:is|was)\s+(?:bad|boring|awful|not for me)", low):
+        s.reject(s.item_at(_ref_rank(m)))
+    if re.search(r"\b(not that one|not this one|seen that|seen it|already seen|don't like that|nope)\b", low) and s.last_items:
+        s.reject(s.last_items[0])
+    # Titles named in the text.
+    for item_id, pos in titles_in(low, catalog):
+        if item_id not in s.mentioned:
+            s.mentioned.append(item_id)
+        if _negated_before(low, pos):
+            s.reject(item_id)
+        else:
+            s.like(item_id)
+    # Genre constraints ("no horror" excludes; "a comedy" boosts).
+    for word, genre in GENRE_WORDS.items():
+        for m in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", low):
+            if _negated_before(low, m.start()):
+                if genre not in s.exclude_genres:
+                    s.exclude_genres.append(genre)
+                if genre in s.include_genres:
+                    s.include_genres.remove(genre)
+            elif genre not in s.include_genres and genre not in s.exclude_genres:
+                s.include_genres.append(genre)
+    _years(s, low, catalog)
+    return s
+
+
+def _years(s: Session, low: str, catalog: Catalog) -> None:
+    m = re.search(r"\b(?:from the |in the |the )?(?:(19|20)(\d)0s|'?(\d)0s)\b", low)
+    if m:
+        century = m.group(1) or ("20" if m.group(3) in ("0", "1", "2") else "19")
+        decade = int(century + (m.group(2) or m.group(3)) + "0")
+        s.year_min, s.year_max = decade, decade + 9
+    if m := re.search(r"\b(?:before|older than|pre-?)\s*((?:18|19|20)\d\d)\b", low):
+        s.year_max = int(m.group(1)) - 1
+    if m := re.search(r"\b(?:after|since|newer than|post-?)\s*((?:18|19|20)\d\d)\b", low):
+        s.year_min = int(m.group(1)) + 1
+    shown = [catalog.get(i).year for i in s.last_items if i in catalog and catalog.get(i).year]
+    if re.search(r"\b(older|earlier|classic|less recent)\b", low):
+        s.year_max = (min(shown) - 1) if shown else 1979
+        if s.year_min is not None and s.year_min > s.year_max:
+            s.year_min = None
+    if re.search(r"\b(newer|more recent|recent|modern|latest)\b", low):
+        s.year_min = (max(shown) + 1) if shown else 2010
+        if s.year_max is not None and s.year_max < s.year_min:
+            s.year_max = None
+
+
+# ---- replaying recorded dialogues ----------------------------------------------------------------
+
+
+class RecordedTurn(Protocol):
+    """A turn of a recorded dialogue (evaluation and training data)."""
+
+    role: str
+    text: str
+    image: str | None
+    audio: str | None
+
+
+def shown_items(text: str, catalog: Catalog) -> list[str]:
+    """Item ids an assistant message names, in the order it names them: the list "#2" refers to."""
+    return [item_id for item_id, _ in titles_in(text.lower(), catalog)]
+
+
+def replay(turns: Iterable[RecordedTurn], catalog: Catalog, session_id: str | None = None) -> Session:
+    """The session a Recommender would hold after these recorded turns.
+
+    User turns are interpreted as live ones are; assistant turns become shown lists. A user turn the
+    interpreter refuses raises InputError naming the turn, as a live turn would be refused.
+    """
+    s = Session(id=session_id) if session_id else Session()
+    for n, t in enumerate(turns):
+        if t.role == "user":
+            try:
+                s = interpret(s, t.text, catalog)
+            except InputError as e:
+                raise InputError(f"user turn {n} cannot be interpreted ({e})") from None
+            s.turns.append(TurnRecord("user", t.text, image=t.image, audio=t.audio))
+        else:
+            s.turns.append(TurnRecord("assistant", t.text, items=shown_items(t.text, catalog)))
+    return s

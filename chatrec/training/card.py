@@ -1,0 +1,70 @@
+"""What a training run leaves besides the weights: the loss plot and the model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..adapter import Manifest
+from ..config import Config
+
+
+def plot_loss(history: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(history) + 1), history, lw=1, label="loss per step")
+    if len(history) >= 10:
+        w = max(2, len(history) // 20)
+        smooth = [sum(history[max(0, i - w + 1): i + 1]) / len(history[max(0, i - w + 1): i + 1]) for i in range(len(history))]
+        ax.plot(range(1, len(history) + 1), smooth, lw=2, label=f"mean of {w}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("rank + w * reason loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def model_card(manifest: Manifest, cfg: Config) -> str:
+    """The bundle's README.md: what was trained on what, validation, and what was not trained."""
+    t = manifest.training
+    metrics = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                        for k, v in t.get("metrics", {}).items())
+    not_trained = "\n".join(f"- {k}: {v}" for k, v in t.get("not_trained", {}).items()) or "- nothing"
+    aligned = "".join(
+        f"- {k} projector ({note['encoder']['name']}): {note['steps']} alignment steps on {note['items']} items, their "
+        f"loss {note['train_loss_before']} -> {note['train_loss_after']}"
+        + (f"; held-out items {note['held_out_loss']} with their own input vs {note['held_out_loss_other_input']} "
+           "with another item's" if "held_out_loss" in note else "") + "\n"
+        for k, note in t.get("aligned", {}).items())
+    init = t.get("init_adapter")
+    started = (f"- started from the LoRA of `{init['path']}` ({init['steps']} steps, {init['seconds']:.0f} s, "
+               f"prompts sha256 `{init['prompts_sha256']}`)\n" if init else "")
+    return f"""# chatrec adapter
+
+LoRA (r={cfg.train.lora_r}, alpha={cfg.train.lora_alpha}, modules {', '.join(cfg.train.target_modules)}) on `{manifest.base_model}`,
+trained to score the ground-truth candidate highest in the rank prompt (listwise cross entropy over the
+candidates' " yes" minus " no" logits at their `<fit>` marks) and to write a grounded reason.
+
+- prompts sha256: `{manifest.prompts_sha256}`
+- data: {t.get('data')}
+- steps: {t.get('steps')} ({t.get('seconds', 0):.0f} s), examples: {t.get('examples')}
+{started}- projectors trained: {', '.join(manifest.projectors) or 'none'}
+{aligned}
+Not trained:
+{not_trained}
+
+## Validation (LLM ranking alone over retrieval's candidates)
+
+| metric | value |
+|---|---|
+{metrics}
+
+`retrieval_recall@k` is retrieval's own order on the same candidates; `candidates_recall` is how often the
+ground truth was among them at all (an upper bound for the LLM).
+
+Reasons at inference are checked against the catalog; this adapter was trained on fact-only reasons.
+"""

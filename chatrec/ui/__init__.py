@@ -1,0 +1,1 @@
+"""Interfaces: the command line and the Gradio app, thin consumers of ``Recommender.stream``."""

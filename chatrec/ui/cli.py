@@ -1,0 +1,228 @@
+"""Command line: ``chatrec chat | recommend | index | eval | train | ui``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+
+from ..config import ConfigError
+from .args import add_common_args, build_config
+
+log = logging.getLogger("chatrec")
+
+HELP = """commands: /like N  /dislike N  /reset  /save  /sessions  /quit
+attach media with: /image PATH \\[text]   /audio PATH \\[text]"""
+
+
+def print_events(console, events) -> object:
+    """Render a turn's events as they arrive: the list when ranked, each reason when it is final."""
+    from ..events import Done, Ranked, ReasonDone, Understood
+
+    answer = None
+    for event in events:
+        if isinstance(event, Understood) and event.understood.get("transcript"):
+            console.print(f"[dim]heard: {event.understood['transcript']}[/dim]")
+        elif isinstance(event, Ranked):
+            console.print("[dim]" + "  ".join(f"{r.rank}. {r.title}" for r in event.recommendations) + "[/dim]")
+        elif isinstance(event, ReasonDone):
+            r = event.recommendation
+            console.print(f"[bold]{r.rank}. {r.title}[/bold]" + (f" ({r.year})" if r.year else ""))
+            console.print(f"   {r.reason}", highlight=False)
+        elif isinstance(event, Done):
+            answer = event.answer
+            if not answer.recommendations:
+                console.print("Nothing in the catalog fits all of that.")
+            for n in answer.notes:
+                console.print(f"[yellow]note:[/yellow] {n}")
+    return answer
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..media.files import MediaError
+    from ..recommender import Recommender, UserInput
+    from ..session import InputError
+
+    console = Console()
+    rec = Recommender.from_config(build_config(args))
+    if args.session:
+        session = rec.store.load(args.session)
+    elif args.new:
+        session = rec.new_session()
+    else:
+        session = rec.store.latest() or rec.new_session()
+    console.print(f"[dim]session {session.id} ({len(session.turns)} turns). {HELP}[/dim]")
+    console.print(f"[dim]{rec.adapter.note()}[/dim]")
+    for t in session.turns[-4:]:
+        console.print(f"[dim]{t.role}: {t.text}[/dim]")
+    while True:
+        try:
+            line = console.input("[bold cyan]you>[/bold cyan] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return 0
+        if not line:
+            continue
+        image = audio = None
+        try:
+            if line.startswith("/"):
+                cmd, *rest = shlex.split(line)
+                if cmd in ("/quit", "/exit"):
+                    return 0
+                if cmd in ("/like", "/dislike"):
+                    if not rest or not rest[0].isdigit():
+                        console.print(f"usage: {cmd} N (a rank from the last list)")
+                        continue
+                    session = rec.feedback(session, int(rest[0]), liked=cmd == "/like")
+                    console.print(f"[dim]noted. liked: {session.liked}; rejected: {session.rejected}[/dim]")
+                    continue
+                if cmd == "/reset":
+                    session = rec.new_session()
+                    console.print(f"[dim]new session {session.id}[/dim]")
+                    continue
+                if cmd == "/save":
+                    rec.store.save(session)
+                    console.print(f"[dim]saved session {session.id}; resume with: chatrec chat --session {session.id}[/dim]")
+                    continue
+                if cmd == "/sessions":
+                    for sid, ts in rec.store.list():
+                        console.print(f"{sid}  {ts:.0f}")
+                    continue
+                if cmd in ("/image", "/audio") and rest:
+                    image, audio = (rest[0], None) if cmd == "/image" else (None, rest[0])
+                    line = " ".join(rest[1:])
+                else:
+                    console.print(HELP)
+                    continue
+            answer = print_events(console, rec.stream(session, UserInput(line, image, audio)))
+        except (InputError, MediaError) as e:
+            console.print(f"[red]{e}[/red] (nothing changed)")
+            continue
+        session = answer.session
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from ..recommender import Recommender
+    from ..session import Session
+
+    rec = Recommender.from_config(build_config(args), progress=not args.json)
+    session = rec.store.load(args.session) if args.session else Session()
+    if args.json:
+        answer = rec.respond(session, args.text, image=args.image, audio=args.audio)
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        from ..recommender import UserInput
+
+        print_events(Console(), rec.stream(session, UserInput(args.text, args.image, args.audio)))
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from ..catalog import load_catalog, load_demo_catalog
+    from ..retrieval import embed_catalog
+    from ..weights.packaged import load_embedder
+
+    cfg = build_config(args)
+    catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
+    embedder = load_embedder(cfg.model.embedder)
+    vecs = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.cache(), progress=True)
+    print(f"indexed {len(catalog)} items from {catalog.source}: {vecs.shape[1]}-d vectors, hash {catalog.content_hash()[:16]}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..evaluation.run import EvalOptions, evaluate, parse_baselines
+
+    opts = EvalOptions(args.dialogues or "", parse_baselines(args.baselines), args.limit, args.out, args.interactive,
+                       not args.no_reasons)
+    table, _ = evaluate(build_config(args), opts)
+    print(table)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training.loop import train
+
+    extra = [f"train.out={args.out}"] if args.out else []
+    if args.load_in_4bit:
+        extra.append("train.load_in_4bit=true")
+    result = train(build_config(args, extra), args.resume)
+    m, t = result.manifest.training["metrics"], result.manifest.training
+    print(f"trained {t['steps']} steps in {t['seconds']:.0f} s; validation recall@1 {m['recall@1']:.3f}, "
+          f"recall@5 {m['recall@5']:.3f} on {m['n']} turns; adapter in {t['out']}")
+    return 0
+
+
+def cmd_ui(argv: list[str]) -> int:
+    from .gradio_app import main as ui_main  # takes its own flags
+
+    return ui_main(argv)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="chatrec", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("chat", help="interactive terminal chat")
+    add_common_args(p)
+    p.add_argument("--session", help="resume this session id (default: the latest)")
+    p.add_argument("--new", action="store_true", help="start a new session")
+    p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("recommend", help="one-shot recommendation")
+    add_common_args(p)
+    p.add_argument("text")
+    p.add_argument("--image")
+    p.add_argument("--audio")
+    p.add_argument("--session")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_recommend)
+    p = sub.add_parser("index", help="embed a catalog (cached by content hash)")
+    add_common_args(p)
+    p.set_defaults(func=cmd_index)
+    p = sub.add_parser("eval", help="replay scripted dialogues and score the lists")
+    add_common_args(p)
+    p.add_argument("--dialogues", required=False, help="dialogue JSONL (default: packaged test split)")
+    p.add_argument("--baselines", default="none", help="'all', 'none' or a comma list")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N dialogues")
+    p.add_argument("--out", default="eval_out", help="report directory")
+    p.add_argument("--interactive", type=int, default=0, help="also run N simulated-user episodes")
+    p.add_argument("--no-reasons", action="store_true", help="skip reason generation")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("train", help="LoRA + projector fine-tuning (settings: the [train] section of the config)")
+    add_common_args(p)
+    p.add_argument("--out", help="output bundle directory (train.out; default runs/adapter)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint under the output")
+    p.add_argument("--load-in-4bit", action="store_true", help="QLoRA with bitsandbytes (CUDA only)")
+    p.set_defaults(func=cmd_train)
+    sub.add_parser("ui", help="start the Gradio UI (flags: see chatrec ui --help)", add_help=False)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ui"]:
+        return cmd_ui(argv[1:])
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("bm25s", "bitsandbytes", "httpx"):  # library chatter that a user cannot act on
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from ..catalog import CatalogError
+    from ..media.files import MediaError
+    from ..session import InputError
+    from ..weights.packaged import ModelUnavailableError
+
+    try:
+        return args.func(args) or 0
+    except (ConfigError, CatalogError, ModelUnavailableError, InputError, MediaError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"chatrec: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from chatrec.config import load_config
+from chatrec.evaluation.dialogues import Turn, load_dialogues
+from chatrec.evaluation.replay import (
+    DATA,
+    Counts,
+    Kind,
+    SkipTurn,
+    System,
+    build_systems,
+    prepare_turn,
+    rank_system,
+    replay_dialogues,
+)
+from chatrec.evaluation.report import summarize
+from chatrec.media import MediaError
+from chatrec.recommender import Recommender, UserInput
+from chatrec.session import Session
+from chatrec.ui.cli import main as cli_main
+
+NO_LLM = ["ranking.use_llm=false", "generation.reasons=false"]
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory):
+    cfg = load_config(overrides=NO_LLM + [f"data_dir={tmp_path_factory.mktemp('home')}"])
+    return Recommender.from_config(cfg, load_llm_model=False, progress=False)
+
+
+def _broken_file(tmp_path: Path) -> Path:
+    """Three good test dialogues and four bad rows: bad JSON, unknown id, empty, missing media."""
+    good = (DATA / "test.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    bad_id = json.loads(good[0]) | {"id": "bad-id", "target": "no-such-film-1900"}
+    empty = {"id": "empty", "source": "x", "split": "test", "turns": []}
+    no_media = json.loads(good[1]) | {"id": "no-media"}
+    no_media["turns"][0]["image"] = "missing.png"
+    rows = good + ['{"id": "x", "turns": [', json.dumps(bad_id), json.dumps(empty), json.dumps(no_media)]
+    path = tmp_path / "dialogues.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_cli_report_without_llm(tmp_path):
+    out = tmp_path / "out"
+    code = cli_main(
+        [
+            "eval",
+            "--dialogues",
+            str(_broken_file(tmp_path)),
+            "--baselines",
+            "all",
+            "--no-reasons",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "home"),
+            "--interactive",
+            "2",
+        ]
+        + [a for s in NO_LLM for a in ("--set", s)]
+    )
+    assert code == 0
+    for name in ("report.md", "recall_at_k.png", "latency.png", "success_at_turn.png"):
+        assert (out / name).stat().st_size > 0
+    report = json.loads((out / "report.json").read_text())
+    counts = report["counts"]
+    assert counts["dialogues_skipped_n"] == 4 and counts["dialogues_evaluated"] == 3
+    assert [s["where"].rsplit(":", 1)[1] for s in counts["dialogues_skipped"]] == ["4", "5", "6", "7"]
+    assert "unknown item id" in counts["dialogues_skipped"][1]["reason"]
+    assert counts["turns_evaluated"] == 3
+    assert report["model"] is None and len(report["catalog"]["hash"]) == 64
+    systems = report["systems"]
+    assert {"popularity", "bm25", "dense", "fused"} <= set(systems)  # llm-base needs the LLM
+    for m in systems.values():
+        values = [*m["recall"].values(), m["ndcg10"], m["mrr"], *m["success_at_turn"].values()]
+        assert all(v is None or 0.0 <= v <= 1.0 for v in values)
+        assert m["n_targets"] == 3
+    assert (out / "report.md").read_text().count("| ") >= 6
+
+
+def test_ranked_lists_are_long_and_exclude_state(rec):
+    turn = rec.prepare(UserInput("a sci-fi film like The Matrix"))
+    lists = {}
+    for kind in (Kind.LLM, Kind.BM25, Kind.DENSE, Kind.FUSED):
+        lists[kind] = rank_system(System(kind.value, kind, rec), Session(), turn).ids
+        assert len(lists[kind]) >= 50 and len(set(lists[kind])) == len(lists[kind])
+        assert "the-matrix-1999" not in lists[kind]  # named by the user: mentioned, so excluded
+    assert lists[Kind.BM25] != lists[Kind.DENSE]  # the kinds really select different retrievers
+    assert lists[Kind.LLM] == lists[Kind.FUSED]  # no LLM loaded here: the main system is fused retrieval
+    with pytest.raises(ValueError, match="random"):
+        Kind("random")
+
+
+def test_unusable_media_turn_is_skipped(rec, monkeypatch, tmp_path):
+    class Broken:
+        def prepare(self, *a):
+            raise MediaError("not an image or corrupt: x.png")
+
+    monkeypatch.setattr(rec, "media_inputs", lambda: Broken())
+    with pytest.raises(SkipTurn, match="media unusable"):
+        prepare_turn(rec, Turn("user", "like this poster", image=str(tmp_path / "x.png")))
+    assert prepare_turn(rec, Turn("user", "plain text")).text == "plain text"
+
+
+def test_fused_beats_popularity(rec):
+    """A real signal check on 40 shipped test dialogues (no LLM)."""
+    dialogues = load_dialogues(DATA / "test.jsonl", rec.catalog).dialogues[:40]
+    systems = build_systems(rec, ["popularity", "fused"])[1:]
+    counts = Counts()
+    runs = replay_dialogues(systems, dialogues, reasons=False, counts=counts, progress=False)
+    pop, fused = (summarize(runs[n]) for n in ("popularity", "fused"))
+    assert counts.turns_evaluated >= 30 and fused.n_targets == pop.n_targets
+    assert fused.recall[10] > pop.recall[10] + 0.3
+    assert fused.recall[50] >= fused.recall[10] >= fused.recall[1]
+
+
+@pytest.mark.slow
+def test_real_models_table_has_all_systems(tmp_path, capsys):
+    src = (DATA / "test.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    path = tmp_path / "three.jsonl"
+    path.write_text("\n".join(src) + "\n", encoding="utf-8")
+    assert cli_main(["eval", "--dialogues", str(path), "--baselines", "all", "--out", str(tmp_path / "out")]) == 0
+    table = capsys.readouterr().out
+    for name in ("chatrec", "popularity", "bm25", "dense", "fused", "llm-base"):
+        assert f"| {name}" in table or name in table
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    main = next(iter(report["systems"].values()))
+    assert report["model"] and main["reasons"]["n"] == 5 * report["counts"]["turns_evaluated"]
+    assert 0.0 <= main["reasons"]["model_written"] <= 1.0 and main["reasons"]["tokens_per_turn"] > 0
+    assert not any(v is not None and math.isnan(v) for v in main["recall"].values())

@@ -1,0 +1,93 @@
+from dataclasses import replace
+
+import pytest
+
+from chatrec.evaluation.dialogues import Dialogue, Turn
+from chatrec.prompting import AUDIO, LABELS, PromptTurn, rank_prompt
+from chatrec.reasons import fallback_reason
+from chatrec.retrieval import Query
+from chatrec.session import replay
+from chatrec.training.examples import build_examples, turn_examples
+
+N = 6
+
+
+def dialogue(did: str, target: str, first: str = "Any scary horror films?") -> Dialogue:
+    return Dialogue(did, "test", "train", (
+        Turn("user", first),
+        Turn("assistant", "Have you seen Alien?", targets=(target,)),
+        Turn("user", "Not Alien, something from the 80s please.", rejected=("alien-1979",)),
+        Turn("assistant", "Try this.", targets=(target,)),
+    ), target)
+
+
+# (dialogue id, target, first message): targets retrieval finds and targets it misses
+CASES = [
+    ("d-hit", "the-shining-1980", "Any scary horror films by Stanley Kubrick?"),
+    ("d-miss", "amelie-2001", "Any scary horror films?"),
+    ("d-kids", "toy-story-1995", "Something animated for my kids"),
+    ("d-war", "casablanca-1942", "A classic war romance"),
+]
+
+
+@pytest.mark.parametrize("did,target,first", CASES)
+def test_ground_truth_is_at_its_label(small_catalog, retriever, did, target, first):
+    ex = build_examples([dialogue(did, target, first)], small_catalog, retriever, N, seed=3)
+    assert len(ex) == 2 and ex.turns_seen == 2
+    for r in ex.rank:
+        assert 1 <= len(r.candidates) <= N and len(set(r.candidates)) == len(r.candidates)  # constraints may filter
+        assert r.candidates[r.label] == target
+        line = next(x for x in r.prompt.splitlines() if x.startswith(f"{LABELS[r.label]}: "))
+        assert small_catalog.get(target).title in line  # the label in the prompt names the target
+
+
+def test_same_prompt_as_inference_and_deterministic(small_catalog, retriever):
+    d = dialogue("d-miss", "amelie-2001")
+    r, _ = turn_examples(d, 3, small_catalog, retriever, N, seed=0)
+    s = replay(d.turns[:3], small_catalog)
+    assert "alien-1979" in s.rejected and s.year_min == 1980  # interpret ran on the earlier turns
+    turns = [PromptTurn(t.role, t.text) for t in s.turns]
+    assert r.prompt == rank_prompt(turns, [small_catalog.get(i) for i in r.candidates])
+    assert "alien-1979" not in r.candidates  # rejected: retrieval excluded it, as at inference
+    assert not r.retrieved  # amelie is not a horror film from the 80s: inserted, replacing the last
+    again, _ = turn_examples(d, 3, small_catalog, retriever, N, seed=0)
+    assert again == r
+    other_seeds = {turn_examples(d, 3, small_catalog, retriever, N, seed=s)[0].label for s in range(8)}
+    assert len(other_seeds) > 1  # shuffled: the answer is not always at the same label
+
+
+def test_eval_examples_keep_retrieval_order(small_catalog, retriever):
+    d = dialogue("d-miss", "amelie-2001")
+    r, _ = turn_examples(d, 3, small_catalog, retriever, N, seed=0, train=False)
+    s = replay(d.turns[:3], small_catalog)
+    want = retriever.retrieve(Query(s.user_text(), tuple(s.liked), s.excluded(), s.constraints()), N)
+    assert r.candidates == tuple(c.item.id for c in want) and r.label == -1
+
+
+def test_reason_target_is_the_grounded_fallback(small_catalog, retriever):
+    d = dialogue("d-hit", "the-shining-1980", "Any scary horror films by Stanley Kubrick?")
+    _, reason = turn_examples(d, 1, small_catalog, retriever, N, seed=0)
+    want = fallback_reason(small_catalog.get("the-shining-1980"), "Any scary horror films by Stanley Kubrick?")
+    assert reason.target == " " + want + "\n"
+    assert "Stanley Kubrick" in reason.target
+
+
+def test_unknown_target_is_skipped(small_catalog, retriever):
+    ex = build_examples([dialogue("x", "no-such-film")], small_catalog, retriever, N, seed=0)
+    assert len(ex) == 0 and ex.skipped == 2
+
+
+def test_media_turns_are_trained_as_their_words(small_catalog, retriever):
+    d = dialogue(*CASES[0])
+    spoken = replace(d, turns=(replace(d.turns[0], audio="ask.wav"), *d.turns[1:]))
+    r = build_examples([spoken], small_catalog, retriever, N, seed=0).rank[0]
+    plain = build_examples([d], small_catalog, retriever, N, seed=0).rank[0]
+    assert r.media and not plain.media and AUDIO not in r.prompt
+    assert replace(r, media=False) == plain
+
+
+def test_history_that_inference_refuses_skips_the_turn(small_catalog, retriever):
+    d = dialogue(*CASES[0])
+    bad = replace(d, turns=(Turn("user", "more like #9"), *d.turns[1:]))  # no list to refer to yet
+    ex = build_examples([bad], small_catalog, retriever, N, seed=0)
+    assert ex.turns_seen == 2 and ex.skipped == 2 and len(ex) == 0

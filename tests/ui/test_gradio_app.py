@@ -1,0 +1,149 @@
+"""The Gradio handlers, called directly around a retrieval-only Recommender (no LLM, no browser)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # app_gradio.py sits at the repo root
+
+gr = pytest.importorskip("gradio")
+from chatrec.config import load_config  # noqa: E402
+from chatrec.ranking import Recommendation  # noqa: E402
+from chatrec.recommender import Recommender  # noqa: E402
+from chatrec.ui import gradio_app as app_gradio  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    cfg = load_config(None, [f"data_dir={tmp_path_factory.mktemp('ui')}", "ranking.use_llm=false",
+                             "generation.reasons=false"])
+    rec = Recommender.from_config(cfg, load_llm_model=False, progress=False)
+    demo = app_gradio.build_app(rec)
+    assert isinstance(demo, gr.Blocks)
+    return demo.ui
+
+
+def last(views):
+    views = list(views)
+    assert views, "a handler yielded nothing"
+    return views[-1]
+
+
+def test_message_yields_five_cards(ui):
+    views = list(ui.send(None, [], "a funny space adventure"))
+    assert views[0].clear_inputs and views[0].history[-1] == {"role": "user", "content": "a funny space adventure"}
+    v = views[-1]
+    assert v.sid and v.status.startswith("✅")
+    assert len(v.cards) == 5 and all('class="card"' in c and 'class="reason"' in c for c in v.cards)
+    session = ui.rec.store.load(v.sid)
+    assert [f'data-item="{i}"' in c for i, c in zip(session.last_items, v.cards, strict=True)] == [True] * 5
+    assert v.history[-1]["role"] == "assistant" and "1. **" in v.history[-1]["content"]
+
+
+def test_dislike_excludes_the_item_from_the_next_list(ui):
+    v = last(ui.send(None, [], "a scary horror film"))
+    first = ui.rec.store.load(v.sid).item_at(1)
+    v2 = last(ui.act("dislike", 1, v.sid, v.history))
+    session = ui.rec.store.load(v.sid)
+    assert v2.sid == v.sid and first in session.rejected
+    assert first not in session.last_items and len(session.last_items) == 5
+    assert not any(first in c for c in v2.cards)
+    assert "Not #1" in v2.history[-2]["content"]
+
+
+def test_like_and_more_like_this(ui):
+    v = last(ui.send(None, [], "a western"))
+    second = ui.rec.store.load(v.sid).item_at(2)
+    liked = last(ui.act("like", 2, v.sid, v.history))
+    assert second in ui.rec.store.load(v.sid).liked and liked.cards is None  # cards stay as they are
+    more = last(ui.act("more", 1, v.sid, liked.history))
+    assert len(more.cards) == 5 and "More like #1" in more.history[-2]["content"]
+    bad = last(ui.act("like", 9, v.sid, more.history))
+    assert "1 to 5" in bad.status and bad.history == more.history
+
+
+@pytest.mark.parametrize("sid_known", [True, False])
+def test_empty_message_shows_error_and_changes_nothing(ui, sid_known):
+    sid, history = None, []
+    if sid_known:
+        v = last(ui.send(None, [], "a musical"))
+        sid, history = v.sid, v.history
+    before = ui.rec.store.load(sid).to_dict() if sid else None
+    err = last(ui.send(sid, history, "   "))
+    assert err.sid == sid and err.cards is None
+    assert err.history[-1]["role"] == "assistant" and "empty message" in err.history[-1]["content"]
+    assert (ui.rec.store.load(sid).to_dict() if sid else None) == before
+
+
+def test_corrupt_image_shows_error_and_app_keeps_working(ui, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    v = last(ui.send(None, [], "a comedy"))
+    before = ui.rec.store.load(v.sid).to_dict()
+    err = last(ui.send(v.sid, v.history, "like this poster", image=str(bad)))
+    assert "not an image or corrupt" in err.history[-1]["content"]
+    assert ui.rec.store.load(v.sid).to_dict() == before
+    assert len(last(ui.send(v.sid, err.history, "something older")).cards) == 5
+
+
+def test_two_sessions_stay_separate(ui):
+    a = last(ui.send(None, [], "a romantic comedy"))
+    b = last(ui.send(None, [], "a war film"))
+    a2 = last(ui.send(a.sid, a.history, "from the 90s"))
+    assert a.sid != b.sid and a2.sid == a.sid
+    texts = {s: [t.text for t in ui.rec.store.load(s).turns if t.role == "user"] for s in (a.sid, b.sid)}
+    assert texts == {a.sid: ["a romantic comedy", "from the 90s"], b.sid: ["a war film"]}
+
+
+def test_two_users_at_once_in_threads(ui):
+    results: dict[str, list] = {}
+
+    def user(name: str, messages: list[str]) -> None:
+        sid, history = None, []
+        for m in messages:
+            v = last(ui.send(sid, history, m))
+            sid, history = v.sid, v.history
+        results[name] = [sid, history]
+
+    threads = [threading.Thread(target=user, args=("a", ["a space adventure", "no horror"])),
+               threading.Thread(target=user, args=("b", ["a gangster film", "something older", "from the 70s"]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    (sa, ha), (sb, hb) = results["a"], results["b"]
+    assert sa != sb
+    users = {s: [m["content"] for m in h if m["role"] == "user"] for s, h in ((sa, ha), (sb, hb))}
+    assert users == {sa: ["a space adventure", "no horror"], sb: ["a gangster film", "something older", "from the 70s"]}
+    assert len(ui.rec.store.load(sb).turns) == 6
+
+
+def test_resume_reset_export_and_url_parameter(ui):
+    v = last(ui.send(None, [], "an animated film for kids"))
+    resumed = ui.resume(v.sid)
+    assert resumed.sid == v.sid and [m["role"] for m in resumed.history] == ["user", "assistant"]
+    assert ui.on_load(SimpleNamespace(query_params={"session": v.sid})).history == resumed.history
+    assert ui.on_load(SimpleNamespace(query_params={})).sid is None
+    missing = ui.resume("nope")
+    assert missing.sid is None and "no saved session" in missing.status
+    assert ui.reset().sid is None and ui.reset().cards == []
+    exported = json.loads(Path(ui.export(v.sid)).read_text())
+    assert exported == ui.rec.store.load(v.sid).to_dict()
+    assert ui.export(None) is None
+
+
+def test_cards_escape_text_and_normalise_scores():
+    recs = [Recommendation(f"id{i}", f"<b>Film {i}</b>", i, s, None, 0.1, reason="<script>x</script>",
+                           year=2000, attributes={"genres": ["Drama"], "director": ["A & B"]})
+            for i, s in ((1, -1.0), (2, -3.0))]
+    top, bottom = app_gradio.cards_html(recs)
+    assert "<b>Film" not in top and "&lt;b&gt;Film 1&lt;/b&gt;" in top and "&lt;script&gt;" in top
+    assert "A &amp; B" in top and "width:100%" in top and "width:15%" in bottom
+    streaming = app_gradio.cards_html(recs, {0: "Half a rea"})
+    assert "Half a rea" in streaming[0] and "writing a reason" in streaming[1]
