@@ -48,7 +48,7 @@ def report(name: str, row: dict[str, float]) -> None:
 
 
 def bench_clip(runs: int) -> None:
-    from chatrec.encoders import TINY_CLIP, ImageEncoder
+    from chatrec.media.encoders import TINY_CLIP, ImageEncoder
 
     image = [Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))]
     for name in (TINY_CLIP, "ViT-B-32"):  # ViT-B-32 with random weights costs the same as trained ones
@@ -58,9 +58,9 @@ def bench_clip(runs: int) -> None:
 
 
 def bench_whisper(runs: int) -> None:
-    from chatrec.audio import load_audio
-    from chatrec.encoders import AudioEncoder
-    from chatrec.whisper_ct2 import load_packaged_whisper
+    from chatrec.media.audio import load_audio
+    from chatrec.media.encoders import AudioEncoder
+    from chatrec.weights.whisper_ct2 import load_packaged_whisper
 
     t0 = time.perf_counter()
     load_packaged_whisper("base")
@@ -83,11 +83,11 @@ def bench_prefill(runs: int) -> None:
     The projectors here are random: this measures cost only; nothing random reaches a user.
     """
     from chatrec.catalog import load_demo_catalog
-    from chatrec.config import Config, MediaConfig
-    from chatrec.model import ChatLM, Media
-    from chatrec.packaged import PACKAGED_LLM, load_llm
+    from chatrec.config import PACKAGED_LLM, Config, MediaConfig
+    from chatrec.model import ChatLM, SoftInputs
     from chatrec.projector import build_projector
-    from chatrec.prompting import UserTurn, rank_prompt
+    from chatrec.prompting import PromptTurn, rank_prompt
+    from chatrec.weights.packaged import load_llm
 
     tok, model, identity = load_llm(PACKAGED_LLM, Config.cache())
     lm = ChatLM(tok, model, identity)
@@ -95,9 +95,9 @@ def bench_prefill(runs: int) -> None:
     lm.projectors["image"] = build_projector("mlp2x_gelu", 512, lm.hidden_size, m.image_tokens)
     lm.projectors["audio"] = build_projector("mlp2x_gelu", 512, lm.hidden_size, 1)
     items = list(load_demo_catalog())[:10]
-    plain = rank_prompt([UserTurn("user", "something with this mood, and what I said")], items)
-    soft = rank_prompt([UserTurn("user", "something with this mood, and what I said", True, True)], items)
-    media = Media(image=[torch.randn(1, 512)], audio=[torch.randn(m.audio_tokens, 512)])
+    plain = rank_prompt([PromptTurn("user", "something with this mood, and what I said")], items)
+    soft = rank_prompt([PromptTurn("user", "something with this mood, and what I said", True, True)], items)
+    media = SoftInputs(image=[torch.randn(1, 512)], audio=[torch.randn(m.audio_tokens, 512)])
     report("LLM rank prompt, text only", timed(lambda: lm.rank(plain, 10), runs))
     report(f"LLM rank prompt + {m.image_tokens} image + {m.audio_tokens} audio tokens",
            timed(lambda: lm.rank(soft, 10, media), runs))

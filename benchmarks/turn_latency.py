@@ -51,7 +51,7 @@ def start_time(cache: str | None) -> float:
 
 
 def run_turns(rec, n_turns: int) -> dict[str, list[float]]:
-    from chatrec.dialogue import Session
+    from chatrec.session import Session
 
     times: dict[str, list[float]] = {"ranked": [], "first_token": [], "total": []}
     done = 0
@@ -71,12 +71,12 @@ def run_turns(rec, n_turns: int) -> dict[str, list[float]]:
 
 def full_logits_ranking(rec, n: int = 5) -> tuple[list[float], list[float]]:
     """Baseline: the same ranking prompt with logits for every position vs. only at the candidates' <fit> marks."""
-    from chatrec.prompting import UserTurn, rank_prompt
+    from chatrec.prompting import PromptTurn, rank_prompt
     from chatrec.retrieval import Query
 
     text = CONVERSATIONS[0][0]
     cands = rec.retriever.retrieve(Query(text), rec.cfg.retrieval.n_candidates)
-    prompt = rank_prompt([UserTurn("user", text)], [c.item for c in cands])
+    prompt = rank_prompt([PromptTurn("user", text)], [c.item for c in cands])
     emb = rec.lm.embed([prompt])
     full, last = [], []
     with torch.no_grad():

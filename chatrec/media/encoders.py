@@ -168,28 +168,6 @@ class ImageEncoder:
         ]
         return F.normalize(torch.cat(out).float(), dim=-1) if out else torch.empty(0, self.embed_dim)
 
-    @torch.no_grad()
-    def patch_tokens(self, images: Sequence[Image.Image], n_tokens: int = 16) -> torch.Tensor:
-        """Final-layer patch tokens average-pooled to (N, n_tokens, width) for LLaVA-style soft tokens.
-
-        A square ``n_tokens`` pools the patch grid in 2-D (keeps spatial layout); otherwise 1-D.
-        ``width`` is the vision transformer width (768 for ViT-B-32), before the CLIP projection.
-        """
-        visual = self.model.visual
-        if not hasattr(visual, "output_tokens"):
-            raise NotImplementedError(f"{type(visual).__name__} does not expose patch tokens")
-        visual.output_tokens = True
-        try:
-            _, tokens = visual(self._pixels(images))  # (N, grid*grid, width)
-        finally:
-            visual.output_tokens = False
-        n, length, width = tokens.shape
-        side, grid = math.isqrt(n_tokens), math.isqrt(length)
-        if side * side == n_tokens and grid * grid == length:
-            x = tokens.transpose(1, 2).reshape(n, width, grid, grid)
-            return F.adaptive_avg_pool2d(x, side).flatten(2).transpose(1, 2).float()  # (N, n_tokens, width)
-        return F.adaptive_avg_pool1d(tokens.transpose(1, 2), n_tokens).transpose(1, 2).float()
-
 
 @dataclass
 class AudioEncoding:

@@ -16,6 +16,7 @@ from chatrec.evaluation.replay import (
     prepare_turn,
     rank_system,
     replay_dialogues,
+    session_before,
 )
 from chatrec.evaluation.report import summarize
 from chatrec.media import MediaError
@@ -133,3 +134,37 @@ def test_real_models_table_has_all_systems(tmp_path, capsys):
     assert report["model"] and main["reasons"]["n"] == 5 * report["counts"]["turns_evaluated"]
     assert 0.0 <= main["reasons"]["model_written"] <= 1.0 and main["reasons"]["tokens_per_turn"] > 0
     assert not any(v is not None and math.isnan(v) for v in main["recall"].values())
+
+
+@pytest.mark.slow
+def test_replay_and_respond_give_the_same_candidates_and_scores(tmp_path):
+    """Evaluation's replay and a live respond() share one turn path: same candidates, same scores,
+    on the real packaged models (adapter included), for template dialogues and a spoken turn."""
+    from conftest import FIXTURES
+
+    from chatrec.evaluation.dialogues import Dialogue
+
+    cfg = load_config(overrides=[f"data_dir={tmp_path}", "generation.reasons=false", "ranking.top_k=10"])
+    rec = Recommender.from_config(cfg, progress=False)
+    main = build_systems(rec, [])[0]
+    spoken = Dialogue("spoken", "test", "test", (
+        Turn("user", "Something with Tom Hanks, please."),
+        Turn("assistant", "How about Forrest Gump?"),
+        Turn("user", (FIXTURES / "speech_romcom.txt").read_text().strip(), audio=str(FIXTURES / "speech_romcom.wav")),
+        Turn("assistant", "Try this.", targets=("when-harry-met-sally-1989",)),
+    ))
+    dialogues = [*load_dialogues(DATA / "test.jsonl", rec.catalog).dialogues[:4], spoken]
+    assert sum(len(d.turns) > 2 for d in dialogues) >= 3  # replayed histories, not only first turns
+    for d in dialogues:
+        i = d.recommendation_turns()[-1]
+        u = max(n for n in range(i) if d.turns[n].role == "user")
+        session = session_before(rec, d, u)
+        replayed = rank_system(main, session, prepare_turn(rec, d.turns[u])).ranking
+        turn = d.turns[u]
+        answer = rec.respond(session, "" if turn.audio else turn.text, audio=turn.audio)
+        want = [(s.candidate.item.id, s.score, s.llm_logprob, s.candidate.score) for s in replayed.ordered]
+        got = [(r.item_id, r.score, r.llm_logprob, r.retrieval_score) for r in answer.recommendations]
+        assert got == want, d.id
+        assert all(lp is not None for _, _, lp, _ in got)  # the LLM scored every candidate
+        if turn.audio:
+            assert answer.understood["transcript"] and answer.session.turns[-2].transcript

@@ -32,11 +32,6 @@ def test_tiny_clip_shapes_and_unit_norm(tiny_clip):
     assert tiny_clip.encode_images([]).shape == (0, 32)
 
 
-@pytest.mark.parametrize("n_tokens, shape", [(4, (2, 4, 64)), (1, (2, 1, 64)), (3, (2, 3, 64))])
-def test_patch_tokens_pool_to_fixed_count(tiny_clip, n_tokens, shape):
-    assert tiny_clip.patch_tokens(_images(2), n_tokens).shape == shape
-
-
 def test_random_weights_are_flagged(tiny_clip):
     assert tiny_clip.has_real_weights is False and CLIP_FLAG in tiny_clip.missing_reason
 
