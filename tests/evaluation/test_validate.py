@@ -61,3 +61,17 @@ def test_shipped_team_written_dialogues_pass(split):
         pytest.skip(f"{path.name} not written yet")
     report = validate_files([path], load_demo_catalog(), {it.id for it in load_demo_catalog()}, split)
     assert report.rows > 0 and report.errors == []
+
+
+def test_team_written_test_targets_never_appear_as_training_targets():
+    from chatrec.evaluation.dialogues import load_dialogues
+
+    def targets(name: str) -> set[str]:
+        path = DATA / name
+        if not path.exists():
+            pytest.skip(f"{name} not written yet")
+        return {x for d in load_dialogues(path).dialogues for t in d.turns for x in t.targets}
+
+    test = targets("human_test.jsonl")
+    assert test and not test & (targets("human_train.jsonl") | targets("human_val.jsonl") | targets("train.jsonl"))
+    assert not targets("human_train.jsonl") & targets("val.jsonl")  # validation items stay out of training
