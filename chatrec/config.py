@@ -51,6 +51,8 @@ class RetrievalConfig:
     bm25_weight: float = 1.0  # weight of the BM25 ranking in the fusion
     like_weight: float = 0.6  # pull of liked items on the dense query
     genre_boost: float = 0.01  # fused-score bonus for an item matching a wanted genre
+    people_boost: float = 0.01  # fused-score bonus per person the user asked for (linked by name)
+    era_boost: float = 0.01  # fused-score bonus for an item in a wished-for era ("something recent", "older")
     popularity_weight: float = 0.002  # mild prior from an item's `popularity` attribute, if any
 
 

@@ -26,8 +26,18 @@ class Constraints:
 
     include_genres: frozenset[str] = frozenset()  # boosted
     exclude_genres: frozenset[str] = frozenset()  # filtered out
-    year_min: int | None = None
+    year_min: int | None = None  # filters (years the user wrote)
     year_max: int | None = None
+    prefer_year_min: int | None = None  # boosted (time words without a number)
+    prefer_year_max: int | None = None
+    people: frozenset[str] = frozenset()  # boosted: catalog people the user asked for
+
+    def preferred_era(self, item: Item) -> bool:
+        y = item.year
+        if y is None or (self.prefer_year_min is None and self.prefer_year_max is None):
+            return False
+        return (self.prefer_year_min is None or y >= self.prefer_year_min) and (
+            self.prefer_year_max is None or y <= self.prefer_year_max)
 
     def allows(self, item: Item) -> bool:
         genres = set(item.values("genres"))
@@ -55,6 +65,12 @@ class Candidate:
     item: Item
     score: float  # fused retrieval score (higher is better)
     sources: dict[str, int]  # retriever name -> 1-based rank in that retriever
+
+
+def people_of(item: Item) -> set[str]:
+    from .linking import PERSON_KEYS
+
+    return {p for key in PERSON_KEYS for p in item.values(key)}
 
 
 class VectorIndex(Protocol):
@@ -191,6 +207,10 @@ class Retriever:
             score = fused.get(pos, 0.0)
             if c.include_genres & set(item.values("genres")):
                 score += self.cfg.genre_boost * len(c.include_genres & set(item.values("genres")))
+            if c.people:
+                score += self.cfg.people_boost * len(c.people & people_of(item))
+            if c.preferred_era(item):
+                score += self.cfg.era_boost
             score += self.cfg.popularity_weight * float(self.popularity[pos])
             out.append(Candidate(item, score, {}))
         out.sort(key=lambda cand: -cand.score)

@@ -26,7 +26,13 @@ class InputError(ValueError):
 
 _NEG = r"(?:no|not|without|nothing|never|hate|avoid|skip|don't want|dont want|not into|isn't|no more)"
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
-_REF = r"(?:#\s*(\d+)|number\s*(\d+)|the\s+(first|second|third|fourth|fifth|last)(?:\s+one)?|(\d)(?:st|nd|rd|th)?\s+one)"
+# A word ordinal refers to the shown list only when it stands alone ("the second one", "the last", "the first
+# sounds fun"), not when it modifies a noun ("the last Avengers movie", "the first one I saw as a kid").
+_ORDINAL_END = r"(?=\s*(?:[,.!?;:)]|$)|\s+(?:sounds|looks|seems|is|was|please|but|and|too|instead|though)\b)"
+_REF = (rf"(?:#\s*(\d+)|number\s*(\d+)|the\s+(first|second|third|fourth|fifth|last)(?:\s+(?:one|pick|option))?{_ORDINAL_END}"
+        r"|(\d)(?:st|nd|rd|th)?\s+one\b)")
+_SEEN = r"\b(?:seen|already (?:watched|saw))\b"  # "watched X" / "saw X" usually come with praise
+_POSITIVE = r"\b(?:lov\w*|lik\w*|enjoy\w*|ador\w*|great|favou?rite|amazing|brilliant|fantastic)\b"
 
 
 @dataclass
@@ -49,8 +55,11 @@ class Session:
     mentioned: list[str] = field(default_factory=list)  # named by the user: seen, so not recommended back
     include_genres: list[str] = field(default_factory=list)
     exclude_genres: list[str] = field(default_factory=list)
-    year_min: int | None = None
+    year_min: int | None = None  # hard filters: only years the user wrote ("from the 80s", "before 1960")
     year_max: int | None = None
+    prefer_year_min: int | None = None  # soft wishes from words ("something recent", "older"): a boost
+    prefer_year_max: int | None = None
+    people: list[str] = field(default_factory=list)  # catalog people the user asked for (soft: a boost)
 
     @property
     def last_items(self) -> list[str]:
@@ -60,7 +69,8 @@ class Session:
         return []
 
     def constraints(self) -> Constraints:
-        return Constraints(frozenset(self.include_genres), frozenset(self.exclude_genres), self.year_min, self.year_max)
+        return Constraints(frozenset(self.include_genres), frozenset(self.exclude_genres), self.year_min, self.year_max,
+                           self.prefer_year_min, self.prefer_year_max, frozenset(self.people))
 
     def excluded(self) -> frozenset[str]:
         return frozenset(self.rejected) | frozenset(self.mentioned)
@@ -143,26 +153,63 @@ def _negated_before(low: str, pos: int) -> bool:
     return re.search(rf"{_NEG}\b[\w\s,']*$", window) is not None
 
 
+def _seen_not_loved(low: str, pos: int) -> bool:
+    """"seen Alien", "already watched Heat": seen, so not to be recommended (unless the clause praises it)."""
+    clause = re.split(r"[.!?;]", low[max(0, pos - 40):pos])[-1]
+    after = re.split(r"[.!?;,]", low[pos:pos + 60])[0]
+    return re.search(_SEEN, clause) is not None and re.search(_POSITIVE, clause + " " + after) is None
+
+
 def interpret(session: Session, text: str, catalog: Catalog) -> Session:
-    """Return a copy of the session updated with what this message says. Pure: no model calls."""
+    """Return a copy of the session updated with what this message says. Pure: no model calls.
+
+    Raises InputError only for a reference the shown list cannot satisfy ("#9" after five items); a
+    sentence without a list to refer to is read as ordinary text.
+    """
     s = session.copy()
     low = " " + text.lower().strip() + " "
-    # Feedback on the last list.
+    if s.last_items:
+        _list_feedback(s, low)
+    _linked(s, text, catalog)
+    _genres(s, low)
+    _years(s, low, catalog)
+    return s
+
+
+def _list_feedback(s: Session, low: str) -> None:
+    """Likes and rejections of the shown list: "more like #2", "not the first one", "seen it", "seen both"."""
     for m in re.finditer(rf"more like {_REF}|like {_REF} (?:but|more)|(?:love|loved|like|liked) {_REF}", low):
         s.like(s.item_at(_ref_rank(m)))
     for m in re.finditer(rf"{_NEG}\s+(?:a\s+fan\s+of\s+)?{_REF}|{_REF}\s+(?:is|was)\s+(?:bad|boring|awful|not for me)", low):
         s.reject(s.item_at(_ref_rank(m)))
-    if re.search(r"\b(not that one|not this one|seen that|seen it|already seen|don't like that|nope)\b", low) and s.last_items:
-        s.reject(s.last_items[0])
-    # Titles named in the text.
-    for item_id, pos in titles_in(low, catalog):
-        if item_id not in s.mentioned:
-            s.mentioned.append(item_id)
-        if _negated_before(low, pos):
+    if re.search(r"\b(?:seen (?:both|them all|all of them|all three|those)|not (?:any of )?those)\b", low):
+        for item_id in s.last_items:
             s.reject(item_id)
+    elif re.search(r"\b(not that one|not this one|seen that|seen it|already seen|don't like that|nope)\b", low):
+        s.reject(s.last_items[0])
+
+
+def _linked(s: Session, text: str, catalog: Catalog) -> None:
+    """Titles the user names become mentioned (and liked, or rejected when negated or merely seen);
+    people become soft wishes."""
+    from .linking import linker_for  # rapidfuzz loads with the first message
+
+    low = text.lower()
+    for m in linker_for(catalog).link(text):
+        if m.kind == "person":
+            if not _negated_before(low, m.start) and m.key not in s.people:
+                s.people.append(m.key)
+            continue
+        if m.key not in s.mentioned:
+            s.mentioned.append(m.key)
+        if _negated_before(low, m.start) or _seen_not_loved(low, m.start):
+            s.reject(m.key)
         else:
-            s.like(item_id)
-    # Genre constraints ("no horror" excludes; "a comedy" boosts).
+            s.like(m.key)
+
+
+def _genres(s: Session, low: str) -> None:
+    """"no horror" excludes a genre; "a comedy" asks for one (a boost)."""
     for word, genre in GENRE_WORDS.items():
         for m in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", low):
             if _negated_before(low, m.start()):
@@ -172,11 +219,10 @@ def interpret(session: Session, text: str, catalog: Catalog) -> Session:
                     s.include_genres.remove(genre)
             elif genre not in s.include_genres and genre not in s.exclude_genres:
                 s.include_genres.append(genre)
-    _years(s, low, catalog)
-    return s
 
 
 def _years(s: Session, low: str, catalog: Catalog) -> None:
+    """Years the user writes are filters; time words without a number are soft wishes."""
     m = re.search(r"\b(?:from the |in the |the )?(?:(19|20)(\d)0s|'?(\d)0s)\b", low)
     if m:
         century = m.group(1) or ("20" if m.group(3) in ("0", "1", "2") else "19")
@@ -188,13 +234,9 @@ def _years(s: Session, low: str, catalog: Catalog) -> None:
         s.year_min = int(m.group(1)) + 1
     shown = [catalog.get(i).year for i in s.last_items if i in catalog and catalog.get(i).year]
     if re.search(r"\b(older|earlier|classic|less recent)\b", low):
-        s.year_max = (min(shown) - 1) if shown else 1979
-        if s.year_min is not None and s.year_min > s.year_max:
-            s.year_min = None
+        s.prefer_year_max, s.prefer_year_min = (min(shown) - 1) if shown else 1979, None
     if re.search(r"\b(newer|more recent|recent|modern|latest)\b", low):
-        s.year_min = (max(shown) + 1) if shown else 2010
-        if s.year_max is not None and s.year_max < s.year_min:
-            s.year_max = None
+        s.prefer_year_min, s.prefer_year_max = (max(shown) + 1) if shown else 2010, None
 
 
 # ---- replaying recorded dialogues ----------------------------------------------------------------

@@ -34,8 +34,26 @@ def test_negative_reference(listed, small_catalog):
 def test_reference_out_of_range_is_an_error(listed, small_catalog):
     with pytest.raises(InputError, match="items 1 to 5, not 9"):
         interpret(listed, "more like #9", small_catalog)
-    with pytest.raises(InputError, match="no list yet"):
-        interpret(Session(), "more like #1", small_catalog)
+    assert interpret(Session(), "more like #1", small_catalog).liked == []  # no list: ordinary text
+
+
+@pytest.mark.parametrize("text", ["I loved the last Avengers movie", "I really liked the first one I saw as a kid",
+                                  "the second film in a trilogy is usually the best"])
+def test_ordinals_that_do_not_point_at_the_list_are_ordinary_text(listed, small_catalog, text):
+    s = interpret(listed, text, small_catalog)
+    assert s.liked == listed.liked and s.rejected == listed.rejected
+
+
+def test_references_need_a_list(small_catalog):
+    for text in ("I really liked the first one", "not that one", "the last one was boring"):
+        s = interpret(Session(), text, small_catalog)
+        assert s.liked == [] and s.rejected == []
+
+
+def test_seen_both_rejects_the_whole_list_and_seen_titles_are_not_recommended(listed, small_catalog):
+    assert interpret(listed, "seen both, sorry", small_catalog).rejected == listed.last_items
+    s = interpret(Session(), "I've seen Jaws, and I loved Heat", small_catalog)
+    assert s.rejected == ["jaws-1975"] and s.liked == ["heat-1995"]
 
 
 def test_genres_and_negation(small_catalog):
@@ -52,10 +70,19 @@ def test_years(small_catalog, text, lo, hi):
     assert (s.year_min, s.year_max) == (lo, hi)
 
 
-def test_something_older_is_relative_to_the_last_list(listed, small_catalog):
+def test_time_words_are_wishes_relative_to_the_last_list(listed, small_catalog):
     oldest = min(small_catalog.get(i).year for i in listed.last_items)
     s = interpret(listed, "something older", small_catalog)
-    assert s.year_max == oldest - 1
+    assert s.prefer_year_max == oldest - 1 and (s.year_min, s.year_max) == (None, None)  # a boost, not a filter
+    c = s.constraints()
+    assert all(c.allows(it) for it in small_catalog)
+    assert c.preferred_era(small_catalog.get("casablanca-1942")) and not c.preferred_era(small_catalog.get("amelie-2001"))
+    assert interpret(Session(), "the latest thing", small_catalog).prefer_year_min == 2010
+
+
+def test_people_named_become_wishes(small_catalog):
+    s = interpret(Session(), "anything with Al Pacino, but not Kubrick", small_catalog)
+    assert s.people == ["Al Pacino"] and s.constraints().people == frozenset({"Al Pacino"})
 
 
 def test_titles_named_are_mentioned_and_liked_or_rejected(small_catalog):

@@ -112,3 +112,48 @@ def mean_and_ci(values: Sequence[float], z: float = 1.96) -> tuple[float, float]
         return float("nan"), float("nan")
     half = z * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
     return float(v.mean()), float(half)
+
+
+def _cluster_indices(groups: Sequence[str]) -> list[np.ndarray]:
+    """Sample positions per group (dialogue), in first-seen order."""
+    where: dict[str, list[int]] = {}
+    for n, g in enumerate(groups):
+        where.setdefault(g, []).append(n)
+    return [np.asarray(v) for v in where.values()]
+
+
+def bootstrap_ci(
+    ranks: np.ndarray, groups: Sequence[str], metric, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(ranks)``, resampling whole dialogues (``groups``).
+
+    Targets of one dialogue are not independent, so the dialogue is the unit that is resampled (a
+    cluster bootstrap). ``ranks`` shape (N,), ``groups`` length N. Returns (low, high).
+    """
+    lo, hi = paired_bootstrap(ranks, np.full_like(ranks, np.inf), groups, metric, n_boot, seed, level)
+    return lo, hi
+
+
+def paired_bootstrap(
+    ranks_a: np.ndarray, ranks_b: np.ndarray, groups: Sequence[str], metric, n_boot: int = 1000, seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval of ``metric(a) - metric(b)`` over dialogues resampled with replacement.
+
+    Both systems are scored on the same targets in the same order, so each resample draws the same
+    dialogues for both (a paired test): the interval excluding 0 means the difference holds beyond
+    which dialogues happened to be in the test set. ``metric(b)`` of all-``inf`` ranks is 0, which is
+    how :func:`bootstrap_ci` reuses this for a single system.
+    """
+    if len(ranks_a) != len(ranks_b) or len(ranks_a) != len(groups):
+        raise ValueError("ranks_a, ranks_b and groups must have one entry per target")
+    clusters = _cluster_indices(groups)
+    if not clusters:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([clusters[c] for c in rng.integers(0, len(clusters), len(clusters))])
+        diffs[b] = metric(ranks_a[idx]) - metric(ranks_b[idx])
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))

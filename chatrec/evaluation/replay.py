@@ -5,7 +5,8 @@ For each assistant turn that carries ``targets``, the session is rebuilt from th
 :meth:`Recommender.rank` — the same call ``respond()`` makes — so all systems see the same state and
 the same candidate pool and differ only in how they order it:
 
-    popularity  target counts in the train dialogues (catalog order breaks ties)
+    popularity  how often other dialogues of the evaluated file name an item (targets and likes),
+                leaving the scored dialogue out; catalog order breaks ties
     bm25/dense  one stage-1 retriever;  fused: both, reciprocal-rank fused (stage 1 alone)
     llm-base    stage 1 + the base LLM's ranking (per-candidate yes/no scores), no adapter
     chatrec     the configured system (stage 1 + LLM with its adapter, if any)
@@ -72,7 +73,7 @@ class System:
     kind: Kind
     rec: Recommender  # whose catalog, retriever and LLM it uses
     main: bool = False  # the configured system: its reasons are written and checked
-    popular: tuple[str, ...] = ()  # popularity: item ids, most popular first
+    popular: Counter[str] = field(default_factory=Counter)  # popularity: interactions per item id
 
 
 @dataclass(frozen=True)
@@ -82,30 +83,42 @@ class SystemRanking:
     ranking: Ranking | None = None  # the pipeline's ranking (None for popularity)
 
 
-def rank_system(system: System, session: Session, turn: PreparedTurn) -> SystemRanking:
-    """The full ranked list a system gives for ``turn`` after ``session``."""
+def rank_system(system: System, session: Session, turn: PreparedTurn, own: Counter[str] | None = None) -> SystemRanking:
+    """The full ranked list a system gives for ``turn`` after ``session``.
+
+    ``own``: the scored dialogue's interactions, removed from popularity counts so that a dialogue
+    never counts towards its own answer.
+    """
     rec = system.rec
     if system.kind is Kind.POPULARITY:
         state = rec.rank(session, turn, retrievers=(), use_llm=False).session
-        return SystemRanking(state, [i for i in system.popular if i not in state.excluded()])
+        counts = system.popular - (own or Counter())
+        order = sorted(range(len(rec.catalog)), key=lambda p: -counts[rec.catalog[p].id])
+        return SystemRanking(state, [rec.catalog[p].id for p in order if rec.catalog[p].id not in state.excluded()])
     depth = max(rec.cfg.retrieval.pool, MAX_K)
     ranking = rec.rank(session, turn, retrievers=system.kind.retrievers, use_llm=system.kind is Kind.LLM and rec.uses_llm,
                        depth=depth)
     return SystemRanking(ranking.session, ranking.ids(), ranking)
 
 
-def popularity_order(rec: Recommender, train: Path) -> tuple[str, ...]:
-    """Catalog ids by how often each is a target in the train dialogues; ties in catalog order."""
-    counts: Counter[str] = Counter()
-    for d in load_dialogues(train, rec.catalog).dialogues:
-        for t in d.turns:
-            counts.update(t.targets)
-    order = sorted(range(len(rec.catalog)), key=lambda p: -counts[rec.catalog[p].id])
-    return tuple(rec.catalog[p].id for p in order)
+def interactions(d: Dialogue) -> Counter[str]:
+    """Items a dialogue shows interest in: its targets and the items its user liked."""
+    return Counter(i for t in d.turns for i in (*t.targets, *t.liked))
 
 
-def build_systems(rec: Recommender, baselines: Sequence[str], train: Path = DATA / "train.jsonl") -> list[System]:
-    """The main system first, then the requested baselines (llm-base shares catalog and retriever)."""
+def popularity_counts(dialogues: Sequence[Dialogue]) -> Counter[str]:
+    """Interactions per item over the evaluated dialogues (the data being evaluated, on its own catalog)."""
+    total: Counter[str] = Counter()
+    for d in dialogues:
+        total += interactions(d)
+    return total
+
+
+def build_systems(rec: Recommender, baselines: Sequence[str], dialogues: Sequence[Dialogue] = ()) -> list[System]:
+    """The main system first, then the requested baselines (llm-base shares catalog and retriever).
+
+    ``dialogues``: the evaluated dialogues, from which the popularity baseline counts interactions.
+    """
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; valid: {list(BASELINES)}, 'all' or 'none'")
@@ -118,7 +131,7 @@ def build_systems(rec: Recommender, baselines: Sequence[str], train: Path = DATA
     systems = [System(main_name, Kind.LLM, rec, main=True)]
     for b in baselines:
         if b == "popularity":
-            systems.append(System(b, Kind.POPULARITY, rec, popular=popularity_order(rec, train)))
+            systems.append(System(b, Kind.POPULARITY, rec, popular=popularity_counts(dialogues)))
         elif b in ("bm25", "dense", "fused"):
             systems.append(System(b, Kind(b), rec))
         elif tuned:
@@ -154,6 +167,8 @@ class SystemRun:
 
     name: str
     ranks: list[float] = field(default_factory=list)  # 1-based rank of each fresh target (inf: absent)
+    groups: list[str] = field(default_factory=list)  # the dialogue id of each rank (the bootstrap's unit)
+    rankings: list[dict] = field(default_factory=list)  # per scored turn: where, targets, top ids (rankings.jsonl)
     latencies: list[float] = field(default_factory=list)  # seconds per scored turn
     reasons: list[ReasonCheck] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)  # generated reason tokens per turn
@@ -213,9 +228,10 @@ def replay_dialogues(systems: Sequence[System], dialogues: Sequence[Dialogue], r
                 session = session_before(main.rec, d, users[-1])
                 turn = prepare_turn(main.rec, d.turns[users[-1]])
                 rankings, latency = {}, {}
+                own = interactions(d)
                 for s in systems:
                     t0 = time.perf_counter()
-                    rankings[s.name] = rank_system(s, session, turn)
+                    rankings[s.name] = rank_system(s, session, turn, own)
                     latency[s.name] = time.perf_counter() - t0
             except (SkipTurn, InputError) as e:  # InputError: "more like #9" with a 5-item list
                 counts.turns_skipped.append({"where": where, "reason": str(e)})
@@ -227,9 +243,14 @@ def replay_dialogues(systems: Sequence[System], dialogues: Sequence[Dialogue], r
                 latency[main.name] += time.perf_counter() - t0
                 runs[main.name].reasons += checks
                 runs[main.name].tokens.append(tokens)
+            fresh = [t for t in d.turns[i].targets if t not in exclude]
             for s in systems:
-                runs[s.name].ranks += target_ranks(rankings[s.name].ids, d.turns[i].targets, exclude).tolist()
+                ranks = target_ranks(rankings[s.name].ids, d.turns[i].targets, exclude).tolist()
+                runs[s.name].ranks += ranks
+                runs[s.name].groups += [d.id] * len(ranks)
                 runs[s.name].latencies.append(latency[s.name])
+                runs[s.name].rankings.append({"turn": where, "dialogue": d.id, "targets": fresh,
+                                              "ids": [x for x in rankings[s.name].ids if x not in exclude][:MAX_K]})
             counts.turns_evaluated += 1
     return runs
 
@@ -275,7 +296,7 @@ def interactive(systems: Sequence[System], targets: Sequence[str], episodes: int
             session, text, shown = Session(), user.opening(), []
             for _ in range(INTERACTIVE_TURNS):
                 try:
-                    r = rank_system(s, session, s.rec.prepare(UserInput(text)))
+                    r = rank_system(s, session, s.rec.prepare(UserInput(text)))  # no dialogue of its own
                 except InputError:  # the user referred to an item the list does not have
                     break
                 top = r.ids[: s.rec.cfg.ranking.top_k]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import mrr_from_ranks, ndcg_from_ranks, recall_from_ranks, success_at_turn
+from .metrics import bootstrap_ci, mrr_from_ranks, ndcg_from_ranks, paired_bootstrap, recall_from_ranks, success_at_turn
 from .replay import INTERACTIVE_TURNS, MAX_K, Counts, SystemRun
 
 
@@ -28,6 +28,30 @@ class ReasonMetrics:
     tokens_per_turn: float  # generated tokens per turn (tokenizer count of the raw reasons)
 
 
+# The metrics that get bootstrap intervals, and how each is computed from per-target ranks.
+CI_METRICS = {
+    "R@1": lambda r: recall_from_ranks(r, 1),
+    "R@10": lambda r: recall_from_ranks(r, 10),
+    "NDCG@10": lambda r: ndcg_from_ranks(r, 10),
+}
+N_BOOT = 1000  # bootstrap resamples (dialogues drawn with replacement)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The main system minus one other system on one metric, with a paired-bootstrap 95% interval."""
+
+    other: str
+    metric: str
+    diff: float
+    low: float
+    high: float
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
 @dataclass(frozen=True)
 class SystemMetrics:
     name: str
@@ -39,6 +63,7 @@ class SystemMetrics:
     latency_p95: float
     reasons: ReasonMetrics | None = None
     success_at_turn: dict[int, float] | None = None  # interactive: t -> share of episodes hit by turn t
+    ci: dict[str, tuple[float, float]] | None = None  # CI_METRICS name -> bootstrap 95% interval (by dialogue)
 
 
 def _share(values: Sequence[bool | None]) -> float:
@@ -66,6 +91,7 @@ def summarize(run: SystemRun) -> SystemMetrics:
     success = None
     if run.success_turns:
         success = {t: success_at_turn(run.success_turns, t) for t in range(1, INTERACTIVE_TURNS + 1)}
+    ci = {name: bootstrap_ci(ranks, run.groups, fn, N_BOOT) for name, fn in CI_METRICS.items()} if run.groups else None
     return SystemMetrics(
         run.name,
         int(ranks.size),
@@ -76,7 +102,36 @@ def summarize(run: SystemRun) -> SystemMetrics:
         float(np.percentile(lat, 95)) if lat.size else float("nan"),
         reasons,
         success,
+        ci,
     )
+
+
+def differences(main: SystemRun, others: Sequence[SystemRun]) -> list[Difference]:
+    """Main minus each other system on every CI metric, paired by target, resampled by dialogue."""
+    a = np.asarray(main.ranks, dtype=float)
+    out = []
+    for o in others:
+        b = np.asarray(o.ranks, dtype=float)
+        if b.shape != a.shape or not main.groups:
+            continue
+        for name, fn in CI_METRICS.items():
+            low, high = paired_bootstrap(a, b, main.groups, fn, N_BOOT)
+            out.append(Difference(o.name, name, fn(a) - fn(b), low, high))
+    return out
+
+
+def differences_table(main: str, diffs: Sequence[Difference]) -> str:
+    if not diffs:
+        return ""
+    names = list(CI_METRICS)
+    lines = [f"| {main} minus | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for other in dict.fromkeys(d.other for d in diffs):
+        cells = []
+        for n in names:
+            d = next(x for x in diffs if x.other == other and x.metric == n)
+            cells.append(f"{d.diff:+.3f} [{d.low:+.3f}, {d.high:+.3f}]" + (" *" if d.significant else ""))
+        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -84,7 +139,7 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
-    cols = ["R@1", "R@5", "R@10", "R@50", "NDCG@10", "MRR", "p50 s", "p95 s"]
+    cols = ["R@1 (95% CI)", "R@5", "R@10 (95% CI)", "R@50", "NDCG@10 (95% CI)", "MRR", "p50 s", "p95 s"]
     has_reasons = any(m.reasons for m in metrics)
     has_sr = any(m.success_at_turn for m in metrics)
     if has_reasons:
@@ -93,8 +148,13 @@ def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
         cols += [f"SR@{t}" for t in range(1, INTERACTIVE_TURNS + 1)]
     lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for m in metrics:
-        row = [_fmt(m.recall[k]) for k in (1, 5, 10, 50)] + [
-            _fmt(m.ndcg10),
+
+        def cell(value: float, name: str) -> str:
+            lo_hi = (m.ci or {}).get(name)
+            return _fmt(value) + (f" ({_fmt(lo_hi[0], 2)}–{_fmt(lo_hi[1], 2)})" if lo_hi else "")
+
+        row = [cell(m.recall[1], "R@1"), _fmt(m.recall[5]), cell(m.recall[10], "R@10"), _fmt(m.recall[50])] + [
+            cell(m.ndcg10, "NDCG@10"),
             _fmt(m.mrr),
             _fmt(m.latency_p50, 2),
             _fmt(m.latency_p95, 2),
@@ -183,6 +243,18 @@ def write_plots(out: Path, metrics: Sequence[SystemMetrics], runs: dict[str, Sys
         plt.close(fig)
 
 
+def write_rankings(path: Path, runs: Sequence[SystemRun]) -> None:
+    """One JSON line per (system, scored turn): the ranked ids after the turn's exclusions, top 50.
+
+    Two runs (or two systems of one run) can be compared turn by turn, and paired statistics
+    recomputed, from these files alone.
+    """
+    with path.open("w", encoding="utf-8") as f:
+        for run in runs:
+            for row in run.rankings:
+                f.write(json.dumps({"system": run.name, **row}, ensure_ascii=False) + "\n")
+
+
 def write_report(
     out: Path, header: dict, counts: Counts, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun]
 ) -> str:
@@ -199,8 +271,15 @@ def write_report(
         },
         "systems": {m.name: asdict(m) for m in metrics},
     }
+    names = [m.name for m in metrics]
+    diffs = differences(runs[names[0]], [runs[n] for n in names[1:]]) if names else []
+    report["differences"] = [asdict(d) for d in diffs]
+    write_rankings(out / "rankings.jsonl", [runs[n] for n in names])
     (out / "report.json").write_text(json.dumps(_clean_json(report), indent=2, ensure_ascii=False), encoding="utf-8")
     table = markdown_table(metrics)
+    diff_table = differences_table(names[0], diffs) if names else ""
+    if diff_table:
+        table += ("\n\nPaired bootstrap over dialogues (95% interval; * excludes 0):\n\n" + diff_table)
     notes = [
         f"- dialogues: {counts.dialogues_evaluated} evaluated of {counts.dialogues_loaded} loaded, "
         f"{len(counts.dialogues_skipped)} rows skipped",

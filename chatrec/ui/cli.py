@@ -186,7 +186,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("eval", help="replay scripted dialogues and score the lists")
     add_common_args(p)
-    p.add_argument("--dialogues", required=False, help="dialogue JSONL (default: packaged test split)")
+    p.add_argument("--dialogues", required=False, help="one dialogue JSONL (default: the human test split as the main table, then the template test split and the hand-written set)")
     p.add_argument("--baselines", default="none", help="'all', 'none' or a comma list")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N dialogues")
     p.add_argument("--out", default="eval_out", help="report directory")

@@ -82,3 +82,25 @@ def test_mean_and_ci():
     # values 1, 2, 3: mean 2, sample sd 1, half-width 1.96 * 1 / sqrt(3) = 1.13161
     mean, half = mean_and_ci([1.0, 2.0, 3.0, float("nan")])
     assert mean == 2.0 and half == pytest.approx(1.13161, abs=1e-5)
+
+
+def test_bootstrap_interval_resamples_dialogues():
+    from chatrec.evaluation.metrics import bootstrap_ci, paired_bootstrap, recall_from_ranks
+
+    r1 = lambda r: recall_from_ranks(r, 1)  # noqa: E731
+    same = np.array([1.0, 1.0, 1.0, 1.0])
+    assert bootstrap_ci(same, ["a", "a", "b", "b"], r1) == (1.0, 1.0)  # no variance: a point
+    ranks = np.array([1.0, np.inf] * 50)
+    lo, hi = bootstrap_ci(ranks, [f"d{i}" for i in range(100)], r1)
+    assert lo < 0.5 < hi and hi - lo < 0.3
+    # one dialogue holding every hit: resampling dialogues (not targets) gives a much wider interval
+    clustered = ["hit"] * 50 + [f"d{i}" for i in range(50)]
+    lo_c, hi_c = bootstrap_ci(np.array([1.0] * 50 + [np.inf] * 50), clustered, r1)
+    assert hi_c - lo_c > 2 * (hi - lo)
+    # paired: a system that wins on every dialogue has an interval above zero; against itself, exactly zero
+    better, worse = np.array([1.0] * 40), np.array([1.0] * 20 + [np.inf] * 20)
+    groups = [f"d{i}" for i in range(40)]
+    assert paired_bootstrap(better, worse, groups, r1)[0] > 0
+    assert paired_bootstrap(worse, worse, groups, r1) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="one entry per target"):
+        paired_bootstrap(better, worse[:3], groups, r1)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from chatrec.config import load_config
-from chatrec.evaluation.dialogues import Turn, load_dialogues
+from chatrec.evaluation.dialogues import Dialogue, Turn, load_dialogues
 from chatrec.evaluation.replay import (
     DATA,
     Counts,
@@ -13,6 +13,7 @@ from chatrec.evaluation.replay import (
     SkipTurn,
     System,
     build_systems,
+    interactions,
     prepare_turn,
     rank_system,
     replay_dialogues,
@@ -82,6 +83,31 @@ def test_cli_report_without_llm(tmp_path):
         assert all(v is None or 0.0 <= v <= 1.0 for v in values)
         assert m["n_targets"] == 3
     assert (out / "report.md").read_text().count("| ") >= 6
+    # every scored turn's ranked ids, per system, for turn-by-turn comparisons
+    rows = [json.loads(x) for x in (out / "rankings.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * len(systems) and {r["system"] for r in rows} == set(systems)
+    assert all(len(r["ids"]) == 50 and r["targets"] and r["turn"].startswith(r["dialogue"]) for r in rows)
+    diffs = report["differences"]
+    assert {d["other"] for d in diffs} == set(systems) - {next(iter(systems))}
+    assert all(d["low"] <= d["diff"] <= d["high"] for d in diffs)
+    assert all(len(m["ci"]["R@10"]) == 2 for m in systems.values())
+
+
+def test_popularity_leaves_the_scored_dialogue_out(rec):
+    dialogues = load_dialogues(DATA / "test.jsonl", rec.catalog).dialogues[:20]
+    pop = build_systems(rec, ["popularity"], dialogues)[1]
+    d = dialogues[0]
+    own = interactions(d)
+    assert own and all(pop.popular[i] >= n for i, n in own.items())
+    ids = rank_system(pop, Session(), rec.prepare(UserInput("anything")), own).ids
+    counts = pop.popular - own
+    assert [counts[i] for i in ids] == sorted((counts[i] for i in ids), reverse=True)
+    # an item only the scored dialogue names gets no credit from it: catalog order remains
+    solo = Dialogue("solo", "test", "test", (Turn("user", "hi"), Turn("assistant", "x", targets=("amelie-2001",))))
+    alone = build_systems(rec, ["popularity"], [solo])[1]
+    assert alone.popular["amelie-2001"] == 1
+    ids = rank_system(alone, Session(), rec.prepare(UserInput("hi")), interactions(solo)).ids
+    assert ids == [it.id for it in rec.catalog]
 
 
 def test_ranked_lists_are_long_and_exclude_state(rec):
@@ -111,7 +137,7 @@ def test_unusable_media_turn_is_skipped(rec, monkeypatch, tmp_path):
 def test_fused_beats_popularity(rec):
     """A real signal check on 40 shipped test dialogues (no LLM)."""
     dialogues = load_dialogues(DATA / "test.jsonl", rec.catalog).dialogues[:40]
-    systems = build_systems(rec, ["popularity", "fused"])[1:]
+    systems = build_systems(rec, ["popularity", "fused"], dialogues)[1:]
     counts = Counts()
     runs = replay_dialogues(systems, dialogues, reasons=False, counts=counts, progress=False)
     pop, fused = (summarize(runs[n]) for n in ("popularity", "fused"))

@@ -88,6 +88,10 @@ def test_media_turns_are_trained_as_their_words(small_catalog, retriever):
 
 def test_history_that_inference_refuses_skips_the_turn(small_catalog, retriever):
     d = dialogue(*CASES[0])
-    bad = replace(d, turns=(Turn("user", "more like #9"), *d.turns[1:]))  # no list to refer to yet
+    # "#9" after a one-item list: inference refuses it, so training must not learn from that turn
+    bad = replace(d, turns=(*d.turns[:2], Turn("user", "more like #9"), d.turns[3]))
     ex = build_examples([bad], small_catalog, retriever, N, seed=0)
-    assert ex.turns_seen == 2 and ex.skipped == 2 and len(ex) == 0
+    assert ex.turns_seen == 2 and ex.skipped == 1 and len(ex.rank) == 1
+    # with no list at all, "#1" is ordinary text and the turn is kept
+    kept = replace(d, turns=(Turn("user", "more like #1"), *d.turns[1:]))
+    assert build_examples([kept], small_catalog, retriever, N, seed=0).skipped == 0

@@ -1,0 +1,63 @@
+import pytest
+
+from chatrec.linking import Linker, tokens
+
+
+@pytest.fixture(scope="module")
+def linker(small_catalog):
+    return Linker(small_catalog)
+
+
+def titles(linker, text):
+    return [m.key for m in linker.link(text) if m.kind == "title"]
+
+
+def people(linker, text):
+    return [m.key for m in linker.link(text) if m.kind == "person"]
+
+
+@pytest.mark.parametrize("text, want", [
+    ("i loved the godfather", ["the-godfather-1972"]),  # lower case, article
+    ("Godfather was great", ["the-godfather-1972"]),  # without its article, at a sentence start
+    ("my kids watched toy story 2 twice", ["toy-story-2-1999"]),  # the sequel, not the first film
+    ("terminator 2 or The Terminator?", ["terminator-2-judgment-day-1991", "the-terminator-1984"]),  # before the colon
+    ("finding nemmo made me cry", ["finding-nemo-2003"]),  # a typo in a longer title
+    ("We loved Amelie and Spirited Away", ["amelie-2001", "spirited-away-2001"]),  # accents
+    ("Tonight: Heat or Jaws?", ["heat-1995", "jaws-1975"]),  # one-word titles marked by capitals
+    ("saw casablanca last week", ["casablanca-1942"]),  # lower case after a cue word
+    ("I'd like 'Jaws' please", ["jaws-1975"]),  # quoted
+])
+def test_titles_people_write_are_linked(linker, text, want):
+    assert titles(linker, text) == want
+
+
+@pytest.mark.parametrize("text", [
+    "I can't stand the heat of summer",  # a word, not a title
+    "we went to an Alien Ant Farm concert",  # inside a longer capitalised name
+    "Heat wave here, so something cool",  # short word at a sentence start
+    "my son jaws on about sharks",  # lower case, no cue
+])
+def test_words_that_only_look_like_titles_are_not(linker, text):
+    assert titles(linker, text) == []
+
+
+def test_people_by_full_name_or_unique_surname(linker):
+    assert people(linker, "anything with al pacino?") == ["Al Pacino"]
+    assert people(linker, "Something Kubrick-ish please") == ["Stanley Kubrick"]
+    assert people(linker, "a kubrick film") == []  # a lower-case surname alone is too weak
+    assert people(linker, "loved Jamie Lee Curtis in it") == ["Jamie Lee Curtis"]
+    assert titles(linker, "loved Jamie Lee Curtis in it") == []
+
+
+def test_spans_and_confidence(linker):
+    text = "Loved Heat, and ridley scott too"
+    heat, ridley = linker.link(text)
+    assert text[heat.start:heat.end] == "Heat" and heat.score == 1.0
+    assert text[ridley.start:ridley.end] == "ridley scott" and ridley.kind == "person"
+    fuzzy = linker.link("finding nemmo")[0]
+    assert 0.7 <= fuzzy.score < 1.0
+
+
+def test_tokens_unify_sequel_numbers_and_possessives():
+    assert [t.norm for t in tokens("The Godfather Part II & Kubrick's")] == ["the", "godfather", "2", "and", "kubrick"]
+    assert [t.norm for t in tokens("Dune: Part Two")] == ["dune", "2"]
