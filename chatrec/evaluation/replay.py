@@ -36,7 +36,7 @@ from ..ranking import Ranking
 from ..reasons import format_valid, reason_grounding, reason_inventions
 from ..recommender import RETRIEVERS, PreparedTurn, Recommender, UserInput
 from ..session import InputError, Session, TurnRecord, replay
-from .dialogues import Dialogue, Turn, load_dialogues
+from .dialogues import Dialogue, Turn
 from .metrics import first_success_turn, target_ranks
 
 log = logging.getLogger(__name__)

@@ -138,6 +138,11 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _with_ci(m: SystemMetrics, value: float, name: str) -> str:
+    lo_hi = (m.ci or {}).get(name)
+    return _fmt(value) + (f" ({_fmt(lo_hi[0], 2)}–{_fmt(lo_hi[1], 2)})" if lo_hi else "")
+
+
 def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
     cols = ["R@1 (95% CI)", "R@5", "R@10 (95% CI)", "R@50", "NDCG@10 (95% CI)", "MRR", "p50 s", "p95 s"]
     has_reasons = any(m.reasons for m in metrics)
@@ -148,13 +153,9 @@ def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
         cols += [f"SR@{t}" for t in range(1, INTERACTIVE_TURNS + 1)]
     lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for m in metrics:
-
-        def cell(value: float, name: str) -> str:
-            lo_hi = (m.ci or {}).get(name)
-            return _fmt(value) + (f" ({_fmt(lo_hi[0], 2)}–{_fmt(lo_hi[1], 2)})" if lo_hi else "")
-
-        row = [cell(m.recall[1], "R@1"), _fmt(m.recall[5]), cell(m.recall[10], "R@10"), _fmt(m.recall[50])] + [
-            cell(m.ndcg10, "NDCG@10"),
+        row = [_with_ci(m, m.recall[1], "R@1"), _fmt(m.recall[5]), _with_ci(m, m.recall[10], "R@10"),
+               _fmt(m.recall[50])] + [
+            _with_ci(m, m.ndcg10, "NDCG@10"),
             _fmt(m.mrr),
             _fmt(m.latency_p50, 2),
             _fmt(m.latency_p95, 2),
