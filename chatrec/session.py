@@ -31,7 +31,16 @@ _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last
 _ORDINAL_END = r"(?=\s*(?:[,.!?;:)]|$)|\s+(?:sounds|looks|seems|is|was|please|but|and|too|instead|though)\b)"
 _REF = (rf"(?:#\s*(\d+)|number\s*(\d+)|the\s+(first|second|third|fourth|fifth|last)(?:\s+(?:one|pick|option))?{_ORDINAL_END}"
         r"|(\d)(?:st|nd|rd|th)?\s+one\b)")
-_SEEN = r"\b(?:seen|already (?:watched|saw))\b"  # "watched X" / "saw X" usually come with praise
+_SEEN = r"\b(?:seen|already (?:watched|saw))\b"
+# A reply that turns the shown list down in words: "seen both", "we did those last year", "too old for us,
+# something else". It rejects the list only when it also points at it ("both", "those", or "it" after a
+# one-item list) and does not accept anything ("sounds good", "perfect").
+_PIVOT = (r"\b(?:something else|anything else|other options?|instead|this time|not tonight|not in the mood|"
+          r"too (?:old|slow|long|much|scary|sad|dark|violent|old-fashioned|heavy|young|childish|gory|tame)|"
+          r"seen|watched|saw|did (?:it|that|both|those)|studied|not (?:really )?(?:my|our|her|his) thing|already)\b")
+_ACCEPT = r"\b(?:sounds? (?:good|great|perfect|fun|lovely|fab)|perfect|i'll (?:try|take|watch)|let's do|yes|yess?|ok(?:ay)?,? (?:that|we'll))\b"
+_WHOLE_LIST = r"\b(?:both|those|these|them|all of them|either|neither|none of them|so old)\b"
+_ONE_ITEM = r"\b(?:it|that|this one|that one)\b"  # "watched X" / "saw X" usually come with praise
 _POSITIVE = r"\b(?:lov\w*|lik\w*|enjoy\w*|ador\w*|great|favou?rite|amazing|brilliant|fantastic)\b"
 
 
@@ -187,6 +196,12 @@ def _list_feedback(s: Session, low: str) -> None:
             s.reject(item_id)
     elif re.search(r"\b(not that one|not this one|seen that|seen it|already seen|don't like that|nope)\b", low):
         s.reject(s.last_items[0])
+    elif re.search(_PIVOT, low) and not re.search(_ACCEPT, low):
+        items = s.last_items
+        if re.search(_WHOLE_LIST, low) or (len(items) == 1 and re.search(_ONE_ITEM, low)):
+            for item_id in items:
+                if item_id not in s.liked:
+                    s.reject(item_id)
 
 
 def _linked(s: Session, text: str, catalog: Catalog) -> None:

@@ -29,7 +29,8 @@ from chatrec.evaluation.dialogues import Dialogue, Skipped, Turn
 log = logging.getLogger(__name__)
 
 _ARTICLES = ("the", "a", "an")
-_YEAR_SUFFIX = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
+# "Title (1999)", and Wikipedia-style disambiguation: "Title (2012 film)", "Title (1999 American film)", "Title (film)"
+_YEAR_SUFFIX = re.compile(r"^(.*?)\s*\((?:(\d{4})(?:\s+[A-Za-z][\w -]*)?\s+film|(\d{4})|[A-Za-z][\w -]*\s+film|film)\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,13 @@ def normalize_title(title: str) -> str:
 
 
 def split_title_year(text: str) -> tuple[str, int | None]:
-    """'The Matrix (1999)' -> ('The Matrix', 1999); a title without a year -> (title, None)."""
+    """'The Matrix (1999)' -> ('The Matrix', 1999); 'The Woman in Black (2012 film)' -> ('The Woman in Black',
+    2012); 'Heat (film)' -> ('Heat', None); a title without a year -> (title, None)."""
     m = _YEAR_SUFFIX.match(text.strip())
-    return (m.group(1).strip(), int(m.group(2))) if m else (text.strip(), None)
+    if not m:
+        return text.strip(), None
+    year = m.group(2) or m.group(3)
+    return m.group(1).strip(), int(year) if year else None
 
 
 class TitleMatcher:
@@ -74,6 +79,9 @@ class TitleMatcher:
             # Without a year only an unambiguous title matches; guessing would make wrong targets.
             return candidates[0][1] if len(candidates) == 1 else None
         exact = [i for y, i in candidates if y == year]
+        if len(exact) > 1:  # two items with one title and year: a target would be a guess
+            log.warning("ambiguous title %r (%s): %d catalog items match; not linked", title, year, len(exact))
+            return None
         if exact:
             return exact[0]
         # Datasets often date a film by its festival or release year: allow one year of slack.

@@ -40,6 +40,14 @@ def model_card(manifest: Manifest, cfg: Config) -> str:
         + (f"; held-out items {note['held_out_loss']} with their own input vs {note['held_out_loss_other_input']} "
            "with another item's" if "held_out_loss" in note else "") + "\n"
         for k, note in t.get("aligned", {}).items())
+    data = dict(t.get("data") or {})
+    authors = data.pop("authors", {})
+    files = data.pop("files", {})
+    provenance = ""
+    if files:
+        provenance = ("\n## Training data\n\n" + "".join(f"- `{f}`: {n} dialogues\n" for f, n in files.items())
+                      + "- dialogues per author (`meta.author`; the source for generated rows): "
+                      + ", ".join(f"{a} {n}" for a, n in authors.items()) + "\n")
     init = t.get("init_adapter")
     started = (f"- started from the LoRA of `{init['path']}` ({init['steps']} steps, {init['seconds']:.0f} s, "
                f"prompts sha256 `{init['prompts_sha256']}`)\n" if init else "")
@@ -50,7 +58,7 @@ trained to score the ground-truth candidate highest in the rank prompt (listwise
 candidates' " yes" minus " no" logits at their `<fit>` marks) and to write a grounded reason.
 
 - prompts sha256: `{manifest.prompts_sha256}`
-- data: {t.get('data')}
+- data: {data}
 - steps: {t.get('steps')} ({t.get('seconds', 0):.0f} s), examples: {t.get('examples')}
 {started}- projectors trained: {', '.join(manifest.projectors) or 'none'}
 {aligned}
@@ -67,4 +75,4 @@ Not trained:
 ground truth was among them at all (an upper bound for the LLM).
 
 Reasons at inference are checked against the catalog; this adapter was trained on fact-only reasons.
-"""
+{provenance}"""

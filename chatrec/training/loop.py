@@ -15,6 +15,7 @@ import logging
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +57,12 @@ class TrainResult:
 # ---- inputs, checked before anything is loaded ---------------------------------------------------
 
 def dialogue_path(value: str, split: str) -> Path:
-    p = Path(value) if value else DATA / f"{split}.jsonl"
-    if not p.is_file():
-        raise TrainError(f"{split} dialogues not found: {p}")
+    """A dialogue file: a path, or the name of a packaged split ("human_train", "train", "human_val", ...)."""
+    packaged = DATA / f"{value}.jsonl"
+    p = packaged if value and "/" not in value and not value.endswith(".jsonl") and packaged.is_file() else Path(value)
+    if not value or not p.is_file():
+        choices = sorted(f.stem for f in DATA.glob("*.jsonl"))
+        raise TrainError(f"{split} dialogues not found: {value!r} (a JSONL path or a packaged split: {choices})")
     return p
 
 
@@ -151,7 +155,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     t = cfg.train
     check_4bit(cfg)  # before loading anything
     check_audio(cfg)
-    paths = dialogue_path(t.train_dialogues, "train"), dialogue_path(t.val_dialogues, "val")
+    if not t.train_dialogues:
+        raise TrainError("train.train_dialogues is empty: name at least one dialogue file")
+    paths = [dialogue_path(v, "train") for v in t.train_dialogues], dialogue_path(t.val_dialogues, "val")
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     out = Path(t.out)
@@ -163,6 +169,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     init = check_init(cfg, identity) if t.init_adapter else None
 
     examples, val, catalog = load_examples(cfg, *paths)
+    provenance = data_provenance(cfg, paths[0])
     if saved and saved.get("examples_sha") != examples_sha(examples):
         raise TrainError(f"{resume_dir}: checkpoint was trained on other examples (data or config changed)")
 
@@ -194,7 +201,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     metrics = validate(lm, val)
     log.info("validation: %s", metrics)
     seconds = state.seconds_before + time.perf_counter() - t_start
-    manifest = write_bundle(cfg, lm, identity, state, seconds, metrics, evals, examples, paths, init)
+    manifest = write_bundle(cfg, lm, identity, state, seconds, metrics, evals, examples, init, provenance)
     return TrainResult(lm.eval(), manifest, state.history)
 
 
@@ -267,8 +274,25 @@ def not_trained(cfg: Config, state: RunState, examples: Examples, init: Manifest
     return out
 
 
+def data_provenance(cfg: Config, train_paths: Sequence[Path]) -> dict[str, dict[str, int]]:
+    """Who wrote the training dialogues: rows per file and per ``meta.author`` (else the row's source)."""
+    from collections import Counter
+
+    from ..catalog import load_catalog, load_demo_catalog
+    from ..evaluation.dialogues import load_dialogues
+
+    catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
+    files, authors = {}, Counter()
+    for p in train_paths:
+        ds = load_dialogues(p, catalog).dialogues
+        files[p.name] = len(ds)
+        authors.update(str(d.meta.get("author") or d.source) for d in ds)
+    return {"files": files, "authors": dict(authors.most_common())}
+
+
 def write_bundle(cfg: Config, lm: ChatLM, identity: str, state: RunState, seconds: float, metrics: dict,
-                 evals: list[dict], examples: Examples, paths: tuple[Path, Path], init: Manifest | None) -> Manifest:
+                 evals: list[dict], examples: Examples, init: Manifest | None,
+                 provenance: dict | None = None) -> Manifest:
     """The adapter bundle in ``train.out``: peft files, trained projectors, manifest, loss plot, model card."""
     out = Path(cfg.train.out)
     projectors = dict(lm.projectors.items())
@@ -277,7 +301,8 @@ def write_bundle(cfg: Config, lm: ChatLM, identity: str, state: RunState, second
         projectors={k: p.spec.to_dict() for k, p in projectors.items()},
         encoders={k: EncoderSpec(**note["encoder"]) for k, note in state.aligned.items()},
         embedder=cfg.model.embedder,
-        training={"data": {"train": str(paths[0]), "val": str(paths[1]), "catalog": cfg.catalog or "packaged demo"},
+        training={"data": {"train": list(cfg.train.train_dialogues), "val": cfg.train.val_dialogues,
+                           "catalog": cfg.catalog or "packaged demo", **(provenance or {})},
                   "init_adapter": init_record(cfg, init),
                   "examples": len(examples), "steps": state.step, "seconds": round(seconds, 1), "metrics": metrics,
                   "evals": evals, "aligned": state.aligned, "not_trained": not_trained(cfg, state, examples, init),
@@ -291,8 +316,11 @@ def write_bundle(cfg: Config, lm: ChatLM, identity: str, state: RunState, second
     return manifest
 
 
-def load_examples(cfg: Config, train_path: Path, val_path: Path):
-    """(train examples, validation examples, catalog), built through the inference retriever and prompts."""
+def load_examples(cfg: Config, train_paths: Sequence[Path], val_path: Path):
+    """(train examples, validation examples, catalog), built through the inference retriever and prompts.
+
+    The training files' dialogues are mixed in one seeded order, so ``max_examples`` takes a share of each.
+    """
     from ..catalog import load_catalog, load_demo_catalog
     from ..evaluation.dialogues import load_dialogues
     from ..retrieval import Retriever, embed_catalog
@@ -300,8 +328,10 @@ def load_examples(cfg: Config, train_path: Path, val_path: Path):
 
     t = cfg.train
     catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
-    train_d = load_dialogues(train_path, catalog).dialogues
+    train_d = [d for p in train_paths for d in load_dialogues(p, catalog).dialogues]
+    random.Random(f"{cfg.seed}:mix").shuffle(train_d)
     val_d = load_dialogues(val_path, catalog).dialogues
+    train_path = ", ".join(str(p) for p in train_paths)
     for name, ds, path in (("train", train_d, train_path), ("val", val_d, val_path)):
         if not any(d.recommendation_turns() for d in ds):
             raise TrainError(f"{path}: no {name} dialogue with a recommendation turn (assistant turn with targets)")

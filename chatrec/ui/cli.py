@@ -7,6 +7,7 @@ import json
 import logging
 import shlex
 import sys
+from pathlib import Path
 
 from ..config import ConfigError
 from .args import add_common_args, build_config
@@ -146,6 +147,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ..evaluation.dialogues import load_dialogues
+    from ..evaluation.replay import DATA
+    from ..evaluation.tune import tune_combination, tune_retrieval
+    from ..recommender import Recommender
+
+    ranking = args.stage == "ranking"
+    cfg = build_config(args, ["generation.reasons=false"] + ([] if ranking else ["ranking.use_llm=false"]))
+    rec = Recommender.from_config(cfg, load_llm_model=ranking)
+    path = Path(args.dialogues) if args.dialogues else DATA / "human_val.jsonl"
+    dialogues = load_dialogues(path, rec.catalog).dialogues
+    if ranking:
+        if not rec.uses_llm:
+            raise ConfigError("--stage ranking needs the LLM (ranking.use_llm=true)")
+        comb = tune_combination(rec, dialogues)
+        print(f"{path.name}: {comb.turns} turns; adapter: {rec.adapter.note()}")
+        print("| ranking.retrieval_weight | R@1 | NDCG@10 |\n|---|---|---|")
+        for w, r1, ndcg in comb.table:
+            print(f"| {w:g} | {r1:.3f} | {ndcg:.3f} |")
+        print(f"[ranking]\nretrieval_weight = {comb.best}")
+        return 0
+    result = tune_retrieval(rec, dialogues, sweeps=args.sweeps)
+    k = cfg.retrieval.n_candidates
+    print(f"| setting (changed from the best so far) | Recall@{k} | NDCG@10 |\n|---|---|---|")
+    for changed, recall, ndcg in result.trials:
+        print(f"| {', '.join(f'{n}={v:g}' for n, v in changed.items()) or 'start'} | {recall:.3f} | {ndcg:.3f} |")
+    print(f"{path.name}: {result.turns} turns; Recall@{k} / NDCG@10 {result.start[0]:.3f} / {result.start[1]:.3f} "
+          f"-> {result.score[0]:.3f} / {result.score[1]:.3f}")
+    print("[retrieval]")
+    for key, value in asdict(result.best).items():
+        if value != getattr(cfg.retrieval, key):
+            print(f"{key} = {value}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training.loop import train
 
@@ -193,6 +231,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interactive", type=int, default=0, help="also run N simulated-user episodes")
     p.add_argument("--no-reasons", action="store_true", help="skip reason generation")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("tune", help="choose retrieval weights, or the LLM/retrieval mix, on validation dialogues")
+    add_common_args(p)
+    p.add_argument("--stage", choices=["retrieval", "ranking"], default="retrieval",
+                   help="retrieval: fusion weights and boosts (no LLM); ranking: ranking.retrieval_weight")
+    p.add_argument("--dialogues", help="dialogue JSONL (default: the human validation split)")
+    p.add_argument("--sweeps", type=int, default=2, help="coordinate-ascent passes over the parameters")
+    p.set_defaults(func=cmd_tune)
     p = sub.add_parser("train", help="LoRA + projector fine-tuning (settings: the [train] section of the config)")
     add_common_args(p)
     p.add_argument("--out", help="output bundle directory (train.out; default runs/adapter)")

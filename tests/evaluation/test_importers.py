@@ -31,6 +31,18 @@ def test_normalize_title(raw, norm):
 def test_split_title_year():
     assert split_title_year("The Matrix (1999)") == ("The Matrix", 1999)
     assert split_title_year("Jaws") == ("Jaws", None)
+    assert split_title_year("The Woman in Black (2012 film)") == ("The Woman in Black", 2012)
+    assert split_title_year("Heat (1995 American film)") == ("Heat", 1995)
+    assert split_title_year("Heat (film)") == ("Heat", None)
+    assert split_title_year("Up (Pixar film)") == ("Up", None)
+    assert split_title_year("1917 (2019)") == ("1917", 2019)
+
+
+def test_two_items_with_one_title_and_year_are_not_guessed():
+    from chatrec.catalog import Catalog, Item
+
+    twins = Catalog([Item("a-1999", "Twin", attributes={"year": 1999}), Item("b-1999", "Twin", attributes={"year": 1999})])
+    assert TitleMatcher(twins).match("Twin", 1999) is None
 
 
 def test_matcher_uses_year_to_disambiguate(catalog):
