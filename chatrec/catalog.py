@@ -18,6 +18,8 @@ from typing import Any
 
 # Attribute keys shown to the model and used for grounding reasons, in display order.
 FACT_KEYS = ("year", "genres", "director", "cast", "keywords", "creators", "tags", "price")
+# Attribute keys that name people (linked by name in what users write; a boost when asked for).
+PERSON_KEYS = ("director", "cast", "creators", "author", "artist")
 _KNOWN_FIELDS = {"id", "title", "description", "attributes", "image", "audio"}
 
 
@@ -47,6 +49,10 @@ class Item:
         if isinstance(v, (list, tuple)):
             return [str(x) for x in v]
         return [str(v)]
+
+    def people(self) -> set[str]:
+        """Every person the item names under a :data:`PERSON_KEYS` attribute."""
+        return {p for key in PERSON_KEYS for p in self.values(key)}
 
     def facts(self) -> list[tuple[str, str]]:
         """(key, value) pairs of the item's facts, for prompts and grounding checks."""

@@ -19,14 +19,14 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 
-from .catalog import Catalog
+from .catalog import PERSON_KEYS, Catalog
 
-PERSON_KEYS = ("director", "cast", "creators", "author", "artist")
 ARTICLES = frozenset({"the", "a", "an"})
 NUMBERS = {"ii": "2", "iii": "3", "iv": "4", "two": "2", "three": "3", "four": "4", "one": "1"}
 CUES = frozenset("seen saw watched rewatched loved love liked like enjoyed adored hated disliked".split())
 FUZZY_MIN_CHARS = 8  # typos are forgiven only in titles / names at least this long
 FUZZY_RATIO = 88.0  # rapidfuzz ratio (0-100) a misspelt span needs
+WORD_RATIO = 75.0  # ... and each of its words against the title's word in the same place
 MIN_SCORE = 0.7  # links below this confidence are dropped
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -91,6 +91,7 @@ class Linker:
     """Title and person links for one catalog (build once: ``linker_for(catalog)``)."""
 
     def __init__(self, catalog: Catalog):
+        self.years = {item.id: item.year for item in catalog}
         self.titles: dict[tuple[str, ...], list[tuple[str, float]]] = defaultdict(list)
         for item in catalog:
             for form, score in _forms(item.title):
@@ -134,14 +135,17 @@ class Linker:
         exact = self.titles.get(words)
         content = [w for w in words if w not in ARTICLES]
         if exact:
-            weight = 1.0 if len(content) > 1 else self._single_word_weight(text, toks, i, n)
-            for item_id, score in exact:
+            year = _year_after(text, end)
+            dated = [(item_id, score) for item_id, score in exact if year is not None and self.years[item_id] == year]
+            # "Heat (1995)": a matching year marks the words as a title and picks among remakes
+            weight = 1.0 if len(content) > 1 or dated else self._single_word_weight(text, toks, i, n)
+            for item_id, score in dated or exact:
                 yield Mention("title", item_id, start, end, score * weight)
             return
         joined = " ".join(words)
         if len(content) > 1 and len(joined) >= FUZZY_MIN_CHARS:
             hit = process.extractOne(joined, self._fuzzy_titles.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO)
-            if hit is not None and len(self._fuzzy_titles[hit[0]]) == n:
+            if hit is not None and _word_by_word(words, self._fuzzy_titles[hit[0]]):
                 for item_id, score in self.titles[self._fuzzy_titles[hit[0]]]:
                     yield Mention("title", item_id, start, end, score * hit[1] / 100)
 
@@ -172,13 +176,25 @@ class Linker:
         joined = " ".join(words)
         if len(joined) >= FUZZY_MIN_CHARS:
             hit = process.extractOne(joined, self._fuzzy_people.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO)
-            if hit is not None and len(self._fuzzy_people[hit[0]]) == n:
+            if hit is not None and _word_by_word(words, self._fuzzy_people[hit[0]]):
                 yield Mention("person", self.people[self._fuzzy_people[hit[0]]], start, end, 0.9 * hit[1] / 100)
 
     def _surnames(self, text: str, toks: list[_Token]):
         for t in toks:
             if t.norm in self.surnames and t.raw[:1].isupper():
                 yield Mention("person", self.surnames[t.norm], t.start, t.end, 0.75)
+
+
+def _word_by_word(said: tuple[str, ...], name: tuple[str, ...]) -> bool:
+    """A typo changes letters, not words: every word must be close to its counterpart ("thing and" is not
+    "thin man", "7 days later" is not "28 days later")."""
+    return len(said) == len(name) and all(fuzz.ratio(a, b) >= WORD_RATIO for a, b in zip(said, name, strict=True))
+
+
+def _year_after(text: str, pos: int) -> int | None:
+    """The year in "(1995)" right after a span, if any."""
+    m = re.match(r"\s*\((\d{4})\)", text[pos:pos + 10])
+    return int(m.group(1)) if m else None
 
 
 def _sentence_start(text: str, pos: int) -> bool:

@@ -67,12 +67,6 @@ class Candidate:
     sources: dict[str, int]  # retriever name -> 1-based rank in that retriever
 
 
-def people_of(item: Item) -> set[str]:
-    from .linking import PERSON_KEYS
-
-    return {p for key in PERSON_KEYS for p in item.values(key)}
-
-
 class VectorIndex(Protocol):
     """The small interface a FAISS index could also satisfy for large catalogs."""
 
@@ -208,7 +202,7 @@ class Retriever:
             if c.include_genres & set(item.values("genres")):
                 score += self.cfg.genre_boost * len(c.include_genres & set(item.values("genres")))
             if c.people:
-                score += self.cfg.people_boost * len(c.people & people_of(item))
+                score += self.cfg.people_boost * len(c.people & item.people())
             if c.preferred_era(item):
                 score += self.cfg.era_boost
             score += self.cfg.popularity_weight * float(self.popularity[pos])

@@ -143,20 +143,6 @@ def _ref_rank(m: re.Match) -> int:
     return int(value) if value.isdigit() else _ORDINALS[value]
 
 
-def titles_in(text: str, catalog: Catalog) -> list[tuple[str, int]]:
-    """(item id, position) of catalog titles named in the text; longest titles win overlaps."""
-    low = text.lower()
-    found: list[tuple[str, int, int]] = []
-    for item in sorted(catalog, key=lambda it: -len(it.title)):
-        title = item.title.lower()
-        if len(title) < 4 and not re.search(rf"['\"]{re.escape(title)}['\"]", low):
-            continue  # "Up", "It": only when quoted
-        for m in re.finditer(rf"(?<!\w){re.escape(title)}(?!\w)", low):
-            if all(m.end() <= s or m.start() >= e for _, s, e in found):
-                found.append((item.id, m.start(), m.end()))
-    return [(i, s) for i, s, _ in sorted(found, key=lambda f: f[1])]
-
-
 def _negated_before(low: str, pos: int) -> bool:
     window = low[max(0, pos - 30):pos]
     return re.search(rf"{_NEG}\b[\w\s,']*$", window) is not None
@@ -166,7 +152,9 @@ def _seen_not_loved(low: str, pos: int) -> bool:
     """"seen Alien", "already watched Heat": seen, so not to be recommended (unless the clause praises it)."""
     clause = re.split(r"[.!?;]", low[max(0, pos - 40):pos])[-1]
     after = re.split(r"[.!?;,]", low[pos:pos + 60])[0]
-    return re.search(_SEEN, clause) is not None and re.search(_POSITIVE, clause + " " + after) is None
+    seen = re.search(_SEEN, clause) is not None or (  # "saw gone girl already"
+        re.search(r"\b(?:saw|watched)\s*$", clause) is not None and re.search(r"\balready\b", after) is not None)
+    return seen and re.search(_POSITIVE, clause + " " + after) is None
 
 
 def interpret(session: Session, text: str, catalog: Catalog) -> Session:
@@ -267,8 +255,15 @@ class RecordedTurn(Protocol):
 
 
 def shown_items(text: str, catalog: Catalog) -> list[str]:
-    """Item ids an assistant message names, in the order it names them: the list "#2" refers to."""
-    return [item_id for item_id, _ in titles_in(text.lower(), catalog)]
+    """Item ids an assistant message names, in the order it names them: the list "#2" refers to.
+
+    Read by the same linker as user messages, so a one-word title ("Drive", "Heat") counts only where
+    it is written as a name, not as an ordinary word of the sentence.
+    """
+    from .linking import linker_for
+
+    ids = [m.key for m in linker_for(catalog).link(text) if m.kind == "title"]
+    return list(dict.fromkeys(ids))
 
 
 def replay(turns: Iterable[RecordedTurn], catalog: Catalog, session_id: str | None = None) -> Session:

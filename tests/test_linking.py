@@ -61,3 +61,26 @@ def test_spans_and_confidence(linker):
 def test_tokens_unify_sequel_numbers_and_possessives():
     assert [t.norm for t in tokens("The Godfather Part II & Kubrick's")] == ["the", "godfather", "2", "and", "kubrick"]
     assert [t.norm for t in tokens("Dune: Part Two")] == ["dune", "2"]
+
+
+def test_a_year_in_parentheses_marks_a_title_and_picks_the_remake():
+    from chatrec.catalog import Catalog, Item
+
+    cat = Catalog([Item("scarface-1932", "Scarface", attributes={"year": 1932}),
+                   Item("scarface-1983", "Scarface", attributes={"year": 1983}),
+                   Item("heat-1995", "Heat", attributes={"year": 1995})])
+    linker = Linker(cat)
+    assert [m.key for m in linker.link("heat (1995) is a crime epic")] == ["heat-1995"]  # lower case, sentence start
+    assert [m.key for m in linker.link("Then try Scarface (1983), the remake.")] == ["scarface-1983"]
+    assert [m.key for m in linker.link("the heat was unbearable")] == []
+
+
+def test_a_typo_changes_letters_not_words(small_catalog):
+    from chatrec.catalog import Catalog, Item
+
+    cat = Catalog([Item("the-thin-man-1934", "The Thin Man", attributes={"year": 1934}),
+                   Item("28-days-later-2002", "28 Days Later", attributes={"year": 2002})])
+    linker = Linker(cat)
+    assert linker.link("just watched the thing and i'm obsessed") == []
+    assert linker.link("the one where you die 7 days later") == []
+    assert [m.key for m in linker.link("loved the thin mann")] == ["the-thin-man-1934"]

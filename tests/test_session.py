@@ -1,6 +1,6 @@
 import pytest
 
-from chatrec.session import InputError, Session, TurnRecord, interpret
+from chatrec.session import InputError, Session, TurnRecord, interpret, replay
 from chatrec.store import SessionStore
 
 
@@ -110,3 +110,24 @@ def test_feedback_phrases_stay_out_of_the_request_text():
     assert strip_feedback("more like the second one, but funnier") == "but funnier"
     s = Session(turns=[TurnRecord("user", "a space thriller"), TurnRecord("user", "not that one")])
     assert s.user_text() == "a space thriller"
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_every_human_dialogue_replays_without_a_refused_turn(split):
+    """People's sentences never make the interpreter raise: every team-written dialogue replays whole."""
+    from chatrec.catalog import load_demo_catalog
+    from chatrec.evaluation.dialogues import load_dialogues
+    from chatrec.evaluation.replay import DATA
+
+    catalog = load_demo_catalog()
+    loaded = load_dialogues(DATA / f"human_{split}.jsonl", catalog)
+    assert loaded.dialogues and not loaded.skipped
+    for d in loaded.dialogues:
+        s = replay(d.turns, catalog)  # InputError (a refused turn) fails the test
+        assert len(s.turns) == len(d.turns)
+
+
+def test_saw_it_already_is_seen_not_liked(small_catalog):
+    s = interpret(Session(), "saw Heat already. something with al pacino?", small_catalog)
+    assert s.rejected == ["heat-1995"] and s.liked == [] and s.people == ["Al Pacino"]
+    assert interpret(Session(), "I saw Heat and loved it", small_catalog).liked == ["heat-1995"]

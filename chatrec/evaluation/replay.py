@@ -8,6 +8,7 @@ the same candidate pool and differ only in how they order it:
     popularity  how often other dialogues of the evaluated file name an item (targets and likes),
                 leaving the scored dialogue out; catalog order breaks ties
     bm25/dense  one stage-1 retriever;  fused: both, reciprocal-rank fused (stage 1 alone)
+    linked      the dialogue state alone: boosts for linked people, wanted genres and eras, no text retriever
     llm-base    stage 1 + the base LLM's ranking (per-candidate yes/no scores), no adapter
     chatrec     the configured system (stage 1 + LLM with its adapter, if any)
 
@@ -58,13 +59,14 @@ class Kind(enum.Enum):
     BM25 = "bm25"
     DENSE = "dense"
     FUSED = "fused"
+    LINKED = "linked"  # the linked-entity signal alone (people, genres, eras from the dialogue state)
 
     @property
     def retrievers(self) -> tuple[str, ...]:
-        return {Kind.BM25: ("bm25",), Kind.DENSE: ("dense",)}.get(self, RETRIEVERS)
+        return {Kind.BM25: ("bm25",), Kind.DENSE: ("dense",), Kind.LINKED: ()}.get(self, RETRIEVERS)
 
 
-BASELINES = ("popularity", "bm25", "dense", "fused", "llm-base")  # names accepted by --baselines
+BASELINES = ("popularity", "linked", "bm25", "dense", "fused", "llm-base")  # names accepted by --baselines
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def build_systems(rec: Recommender, baselines: Sequence[str], dialogues: Sequenc
     for b in baselines:
         if b == "popularity":
             systems.append(System(b, Kind.POPULARITY, rec, popular=popularity_counts(dialogues)))
-        elif b in ("bm25", "dense", "fused"):
+        elif b in ("linked", "bm25", "dense", "fused"):
             systems.append(System(b, Kind(b), rec))
         elif tuned:
             systems.append(System(b, Kind.LLM, base_recommender(rec)))

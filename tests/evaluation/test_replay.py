@@ -77,7 +77,7 @@ def test_cli_report_without_llm(tmp_path):
     assert counts["turns_evaluated"] == 3
     assert report["model"] is None and len(report["catalog"]["hash"]) == 64
     systems = report["systems"]
-    assert {"popularity", "bm25", "dense", "fused"} <= set(systems)  # llm-base needs the LLM
+    assert {"popularity", "linked", "bm25", "dense", "fused"} <= set(systems)  # llm-base needs the LLM
     for m in systems.values():
         values = [*m["recall"].values(), m["ndcg10"], m["mrr"], *m["success_at_turn"].values()]
         assert all(v is None or 0.0 <= v <= 1.0 for v in values)
@@ -194,3 +194,12 @@ def test_replay_and_respond_give_the_same_candidates_and_scores(tmp_path):
         assert all(lp is not None for _, _, lp, _ in got)  # the LLM scored every candidate
         if turn.audio:
             assert answer.understood["transcript"] and answer.session.turns[-2].transcript
+
+
+def test_linked_baseline_ranks_by_the_dialogue_state_alone(rec):
+    linked = System("linked", Kind.LINKED, rec)
+    ids = rank_system(linked, Session(), rec.prepare(UserInput("anything with Al Pacino"))).ids
+    pacino = [it.id for it in rec.catalog if "Al Pacino" in it.values("cast")]
+    assert len(pacino) >= 3 and set(ids[: len(pacino)]) == set(pacino)
+    # without anything linked there is no signal: the catalog in its own order
+    assert rank_system(linked, Session(), rec.prepare(UserInput("hello there"))).ids[:5] == [it.id for it in rec.catalog][:5]

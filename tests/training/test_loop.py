@@ -73,6 +73,20 @@ def test_a_few_steps_reduce_the_loss_and_write_the_bundle(env):
     assert m["base_model"] == str(env.llm) and m["projectors"] == {} and m["lora"] is True
     assert m["training"]["steps"] == 24 and "image projector" in m["training"]["not_trained"]
     assert set(m["training"]["metrics"]) >= {"recall@1", "recall@5", "n"}
+    # who wrote the data: rows per file and per author, in the manifest and the model card
+    assert m["training"]["data"]["files"] == {"train.jsonl": 6} and m["training"]["data"]["authors"] == {"test": 6}
+    assert "- `train.jsonl`: 6 dialogues" in (env.out / "README.md").read_text()
+
+
+def test_several_training_files_are_mixed_and_packaged_splits_are_named(env):
+    other = [replace(d, id=f"other-{d.id}", meta={"author": "zoe"}) for d in _dialogues("train")]
+    save_dialogues(env.tmp / "other.jsonl", other)
+    files = f"train_dialogues={env.tmp / 'train.jsonl'},{env.tmp / 'other.jsonl'}"
+    m = train(cfg(env, "max_steps=1", "checkpoint_every=0", files)).manifest
+    assert m.training["examples"] == 12 and m.training["data"]["authors"] == {"test": 6, "zoe": 6}
+    assert train_mod.dialogue_path("human_val", "val").name == "human_val.jsonl"
+    with pytest.raises(TrainError, match="packaged split"):
+        train_mod.dialogue_path("no_such_split", "train")
 
 
 def test_saved_adapter_reproduces_the_candidate_scores(env):
