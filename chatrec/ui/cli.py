@@ -160,6 +160,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     rec = Recommender.from_config(cfg, load_llm_model=ranking)
     path = Path(args.dialogues) if args.dialogues else DATA / "human_val.jsonl"
     dialogues = load_dialogues(path, rec.catalog).dialogues
+    dialogues = dialogues[: args.limit] if args.limit else dialogues
     if ranking:
         if not rec.uses_llm:
             raise ConfigError("--stage ranking needs the LLM (ranking.use_llm=true)")
@@ -237,6 +238,7 @@ def parser() -> argparse.ArgumentParser:
                    help="retrieval: fusion weights and boosts (no LLM); ranking: ranking.retrieval_weight")
     p.add_argument("--dialogues", help="dialogue JSONL (default: the human validation split)")
     p.add_argument("--sweeps", type=int, default=2, help="coordinate-ascent passes over the parameters")
+    p.add_argument("--limit", type=int, default=0, help="only the first N dialogues")
     p.set_defaults(func=cmd_tune)
     p = sub.add_parser("train", help="LoRA + projector fine-tuning (settings: the [train] section of the config)")
     add_common_args(p)
