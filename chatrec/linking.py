@@ -107,8 +107,10 @@ class Linker:
                         surnames[words[-1]].add(name)
         self.surnames = {s: next(iter(n)) for s, n in surnames.items() if len(n) == 1 and len(s) >= 4}
         self.longest = max((len(f) for f in [*self.titles, *self.people]), default=1)
-        self._fuzzy_titles = {" ".join(f): f for f in self.titles if len(" ".join(f)) >= FUZZY_MIN_CHARS}
-        self._fuzzy_people = {" ".join(f): f for f in self.people if len(" ".join(f)) >= FUZZY_MIN_CHARS}
+        # Typo candidates by word count: a typo changes letters, not words (``_word_by_word``), so a span is
+        # only compared with names of its own length, which keeps a message's linking to milliseconds.
+        self._fuzzy_titles = _by_length(f for f in self.titles if len(" ".join(f)) >= FUZZY_MIN_CHARS)
+        self._fuzzy_people = _by_length(f for f in self.people if len(" ".join(f)) >= FUZZY_MIN_CHARS)
 
     def link(self, text: str) -> list[Mention]:
         """Non-overlapping mentions in ``text``, in order; the longest, most certain span wins overlaps."""
@@ -144,9 +146,10 @@ class Linker:
             return
         joined = " ".join(words)
         if len(content) > 1 and len(joined) >= FUZZY_MIN_CHARS:
-            hit = process.extractOne(joined, self._fuzzy_titles.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO)
-            if hit is not None and _word_by_word(words, self._fuzzy_titles[hit[0]]):
-                for item_id, score in self.titles[self._fuzzy_titles[hit[0]]]:
+            forms = self._fuzzy_titles.get(n, {})
+            hit = process.extractOne(joined, forms.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO) if forms else None
+            if hit is not None and _word_by_word(words, forms[hit[0]]):
+                for item_id, score in self.titles[forms[hit[0]]]:
                     yield Mention("title", item_id, start, end, score * hit[1] / 100)
 
     def _single_word_weight(self, text: str, toks: list[_Token], i: int, n: int) -> float:
@@ -175,14 +178,23 @@ class Linker:
             return
         joined = " ".join(words)
         if len(joined) >= FUZZY_MIN_CHARS:
-            hit = process.extractOne(joined, self._fuzzy_people.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO)
-            if hit is not None and _word_by_word(words, self._fuzzy_people[hit[0]]):
-                yield Mention("person", self.people[self._fuzzy_people[hit[0]]], start, end, 0.9 * hit[1] / 100)
+            names = self._fuzzy_people.get(n, {})
+            hit = process.extractOne(joined, names.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO) if names else None
+            if hit is not None and _word_by_word(words, names[hit[0]]):
+                yield Mention("person", self.people[names[hit[0]]], start, end, 0.9 * hit[1] / 100)
 
     def _surnames(self, text: str, toks: list[_Token]):
         for t in toks:
             if t.norm in self.surnames and t.raw[:1].isupper():
                 yield Mention("person", self.surnames[t.norm], t.start, t.end, 0.75)
+
+
+def _by_length(forms) -> dict[int, dict[str, tuple[str, ...]]]:
+    """{word count: {joined form: form}}."""
+    out: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)
+    for f in forms:
+        out[len(f)][" ".join(f)] = f
+    return dict(out)
 
 
 def _word_by_word(said: tuple[str, ...], name: tuple[str, ...]) -> bool:

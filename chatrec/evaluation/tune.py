@@ -20,7 +20,7 @@ from ..config import RetrievalConfig
 from ..recommender import Recommender
 from .dialogues import Dialogue
 from .metrics import ndcg_from_ranks, recall_from_ranks, target_ranks
-from .replay import SkipTurn, prepare_turn, session_before
+from .replay import MAX_K, SkipTurn, prepare_turn, session_before
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,14 @@ def _cases(rec: Recommender, dialogues: Sequence[Dialogue]):
 
 
 def score(rec: Recommender, cases, cfg: RetrievalConfig) -> tuple[float, float]:
-    """(Recall@n_candidates, NDCG@10) of fused retrieval with ``cfg`` over the cases."""
+    """(Recall@n_candidates, NDCG@10) of fused retrieval with ``cfg`` over the cases.
+
+    Lists are as deep as evaluation's, since the metrics drop already-mentioned items before counting.
+    """
     rec.retriever.cfg = cfg  # the weights are read at query time; the indexes stay
     ranks = []
     for session, turn, targets, exclude in cases:
-        ids = rec.rank(session, turn, use_llm=False, depth=cfg.n_candidates).ids()
+        ids = rec.rank(session, turn, use_llm=False, depth=MAX_K).ids()  # as deep as evaluation's lists
         ranks.extend(target_ranks(ids, targets, exclude).tolist())
     r = np.asarray(ranks, dtype=float)
     return recall_from_ranks(r, cfg.n_candidates), ndcg_from_ranks(r, 10)
@@ -125,7 +128,7 @@ def tune_combination(rec: Recommender, dialogues: Sequence[Dialogue], weights: S
     cases = _cases(rec, dialogues)
     scored = []
     for session, turn, targets, exclude in tqdm(cases, desc="llm scores", unit="turn", disable=not progress):
-        r = rec.rank(session, turn, depth=rec.cfg.retrieval.n_candidates)
+        r = rec.rank(session, turn, depth=MAX_K)
         scored.append((r, targets, exclude))
     table = []
     for w in weights:
