@@ -236,10 +236,16 @@ def _years(s: Session, low: str, catalog: Catalog) -> None:
     if m := re.search(r"\b(?:after|since|newer than|post-?)\s*((?:18|19|20)\d\d)\b", low):
         s.year_min = int(m.group(1)) + 1
     shown = [catalog.get(i).year for i in s.last_items if i in catalog and catalog.get(i).year]
-    if re.search(r"\b(older|earlier|classic|less recent)\b", low):
+    older = re.search(r"\b(older|earlier|classic|less recent)\b", low)
+    newer = re.search(r"\b(newer|more recent|recent|modern|latest)\b", low)
+    if older:
         s.prefer_year_max, s.prefer_year_min = (min(shown) - 1) if shown else 1979, None
-    if re.search(r"\b(newer|more recent|recent|modern|latest)\b", low):
+    if newer:
         s.prefer_year_min, s.prefer_year_max = (max(shown) + 1) if shown else 2010, None
+    if (older or newer) and shown:  # "something older" than these: not these again
+        for item_id in s.last_items:
+            if item_id not in s.liked:
+                s.reject(item_id)
 
 
 # ---- replaying recorded dialogues ----------------------------------------------------------------

@@ -131,3 +131,8 @@ def test_saw_it_already_is_seen_not_liked(small_catalog):
     s = interpret(Session(), "saw Heat already. something with al pacino?", small_catalog)
     assert s.rejected == ["heat-1995"] and s.liked == [] and s.people == ["Al Pacino"]
     assert interpret(Session(), "I saw Heat and loved it", small_catalog).liked == ["heat-1995"]
+
+
+def test_something_older_than_a_list_is_not_that_list_again(listed, small_catalog):
+    s = interpret(listed, "hmm, something older", small_catalog)
+    assert set(listed.last_items) <= set(s.rejected) and s.year_max is None
