@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import socket
 import subprocess
@@ -112,8 +111,6 @@ def test_chat_dislike_audio_and_screenshot(app_url, driver, tmp_path):
     assert first[0] not in titles()
     screenshot(driver, tmp_path)
 
-    if importlib.util.find_spec("chatrec.multimodal") is None:
-        pytest.skip("audio wiring (chatrec/multimodal.py) is not there yet; chat and dislike passed")
     wav, said = _speech_wav(tmp_path)
     driver.find_element(By.CSS_SELECTOR, "#audio input[type=file]").send_keys(str(wav))
     wait.until(lambda d: css("#audio audio, #audio [data-testid='waveform-controls']"))
@@ -126,9 +123,9 @@ def test_chat_dislike_audio_and_screenshot(app_url, driver, tmp_path):
 
 
 def test_two_users_at_once_with_the_real_models(rec):
-    import app_gradio
+    from chatrec.ui.gradio_app import ChatUI
 
-    ui = app_gradio.ChatUI(rec)
+    ui = ChatUI(rec)
     results: dict[str, tuple] = {}
 
     def user(name: str, message: str) -> None:
