@@ -28,7 +28,7 @@ CONVERSATIONS = [
     ["a gritty crime film about the mafia", "more like #1", "something older", "not that one", "by Martin Scorsese"],
 ]
 
-TARGETS = {"ranked": 1.5, "first_token": 2.0, "total": 6.0, "warm_start": 10.0, "peak_rss_gb": 3.0}
+TARGETS = {"ranked": 1.5, "first_token": 2.0, "total": 6.0, "reasons": 3.0, "warm_start": 10.0, "peak_rss_gb": 3.0}
 
 
 def pct(xs: list[float]) -> str:
@@ -53,7 +53,7 @@ def start_time(cache: str | None) -> float:
 def run_turns(rec, n_turns: int) -> dict[str, list[float]]:
     from chatrec.session import Session
 
-    times: dict[str, list[float]] = {"ranked": [], "first_token": [], "total": []}
+    times: dict[str, list[float]] = {"ranked": [], "first_token": [], "total": [], "reasons": [], "model_shown": []}
     done = 0
     while done < n_turns:
         for convo in CONVERSATIONS:
@@ -61,8 +61,11 @@ def run_turns(rec, n_turns: int) -> dict[str, list[float]]:
             for text in convo:
                 ans = rec.respond(session, text)
                 session = ans.session
-                for k in times:
+                for k in ("ranked", "first_token", "total"):
                     times[k].append(ans.timings[k])
+                times["reasons"].append(ans.timings["total"] - ans.timings["ranked"])  # five reasons after the list
+                recs = ans.recommendations
+                times["model_shown"].append(sum(r.reason_source == "model" for r in recs) / max(1, len(recs)))
                 done += 1
                 if done >= n_turns:
                     return times
@@ -112,10 +115,15 @@ def main() -> None:
     seq_cfg = replace(rec.cfg, generation=replace(rec.cfg.generation, batch_reasons=False))
     seq = Recommender(seq_cfg, rec.catalog, rec.retriever, rec.lm, rec.store)
     seq_times = run_turns(seq, args.baseline_turns)
+    free_cfg = replace(rec.cfg, generation=replace(rec.cfg.generation, no_repeat_ngram=0))
+    free = Recommender(free_cfg, rec.catalog, rec.retriever, rec.lm, rec.store)
+    free_times = run_turns(free, args.baseline_turns)
 
     print("\n== chatrec turn latency (Gemma 3 270M fp32, MiniLM, 2 threads) ==")
-    for k, label in (("ranked", "ranked list"), ("first_token", "first reason token"), ("total", "full answer (5 reasons)")):
+    for k, label in (("ranked", "ranked list"), ("first_token", "first reason token"), ("total", "full answer (5 reasons)"),
+                     ("reasons", "5 reasons after the list")):
         print(f"{label:26s} {pct(times[k])}   target <= {TARGETS[k]} s")
+    print(f"{'model reasons shown':26s} {np.mean(times['model_shown']):6.2f} (share that passed the claim checks)")
     print(f"{'warm start':26s} {np.mean(warm):6.2f} s (mean of {len(warm)} fresh processes)   target <= {TARGETS['warm_start']} s")
     if cold is not None:
         print(f"{'cold start':26s} {cold:6.2f} s (empty cache: dequantise + index)")
@@ -126,6 +134,9 @@ def main() -> None:
     print(f"{'rank, full-prompt logits':26s} {pct(full)}")
     print(f"{'answer, batched reasons':26s} {pct(times['total'][: args.baseline_turns])}")
     print(f"{'answer, one reason a time':26s} {pct(seq_times['total'])}")
+    print(f"{'reasons, 4-gram blocking':26s} {pct(times['reasons'][: args.baseline_turns])}")
+    print(f"{'reasons, no n-gram block':26s} {pct(free_times['reasons'])}   "
+          f"model reasons shown {np.mean(free_times['model_shown']):.2f} vs {np.mean(times['model_shown'][: args.baseline_turns]):.2f}")
 
 
 if __name__ == "__main__":

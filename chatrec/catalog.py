@@ -18,9 +18,26 @@ from typing import Any
 
 # Attribute keys shown to the model and used for grounding reasons, in display order.
 FACT_KEYS = ("year", "genres", "director", "cast", "keywords", "creators", "tags", "price")
-# Attribute keys that name people (linked by name in what users write; a boost when asked for).
-PERSON_KEYS = ("director", "cast", "creators", "author", "artist")
+# Attribute keys that name people (linked by name in what users write; a boost when asked for), with the
+# role each one gives its people in a sentence ("directed by" / "starring") and whether that role made
+# the item (creator) or performs in it (performer): a reason may say "directed by" only of a creator.
+PERSON_ROLES: dict[str, tuple[str, str]] = {
+    "director": ("directed by", "creator"),
+    "creators": ("created by", "creator"),
+    "author": ("written by", "creator"),
+    "writer": ("written by", "creator"),
+    "artist": ("by", "creator"),
+    "composer": ("composed by", "creator"),
+    "cast": ("starring", "performer"),
+    "narrator": ("read by", "performer"),
+    "performers": ("performed by", "performer"),
+}
+PERSON_KEYS = tuple(PERSON_ROLES)
+# The item noun a catalog gets when it does not name one: from the attributes its items have.
+_NOUN_BY_KEY = (("director", "film"), ("cast", "film"), ("author", "book"), ("artist", "album"))
+_NON_TEXT_KEYS = {"popularity", "price", "year"}  # numbers, not words: shown as facts, not indexed as text
 _KNOWN_FIELDS = {"id", "title", "description", "attributes", "image", "audio"}
+SCHEMA_SUFFIX = ".schema.json"  # optional sidecar next to a catalog file: item noun, line attributes
 
 
 class CatalogError(ValueError):
@@ -61,9 +78,10 @@ class Item:
         return out
 
     def text(self) -> str:
-        """The text that retrieval indexes: title, facts and description."""
+        """The text that retrieval indexes: title, every attribute with words in it, and description."""
         parts = [self.title]
-        for key in FACT_KEYS:
+        keys = [k for k in FACT_KEYS if k != "price"] + [k for k in self.attributes if k not in FACT_KEYS and k not in _NON_TEXT_KEYS]
+        for key in keys:
             vals = self.values(key)
             if vals:
                 parts.append(f"{key}: {', '.join(vals)}")
@@ -84,12 +102,67 @@ class Item:
         return d
 
 
+@dataclass(frozen=True)
+class Schema:
+    """What a catalog's items are called and which attributes a prompt shows, in which role.
+
+    Read from ``<catalog>.schema.json`` when it exists, else inferred from the items' attributes, so a
+    catalog of books says "book" and "written by" without any setting.
+    """
+
+    item_noun: str = "item"
+    item_nouns: str = "items"
+    # (attribute, most values shown) per candidate line, in order; people keys take their role phrase.
+    line_attributes: tuple[tuple[str, int], ...] = (("genres", 3), ("keywords", 5))
+
+    def role(self, key: str) -> tuple[str, str] | None:
+        """(phrase, "creator" | "performer") of a person attribute, or None for other attributes."""
+        return PERSON_ROLES.get(key)
+
+    def person_keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.line_attributes if k in PERSON_ROLES)
+
+    @classmethod
+    def infer(cls, items: Sequence[Item]) -> Schema:
+        keys: dict[str, None] = {}
+        for it in items[:500]:
+            keys.update(dict.fromkeys(it.attributes))
+        noun = next((n for k, n in _NOUN_BY_KEY if k in keys), "item")
+        order = ["genres", *(k for k in PERSON_ROLES if k in keys), "keywords"]
+        order += [k for k in keys if k not in order and k not in _NON_TEXT_KEYS and k not in FACT_KEYS]
+        limits = {"genres": 3, "cast": 3, "keywords": 5}
+        return cls(noun, noun + "s", tuple((k, limits.get(k, 2)) for k in order if k in keys))
+
+    @classmethod
+    def from_file(cls, path: Path, items: Sequence[Item]) -> Schema:
+        """The sidecar's fields over the inferred ones; a bad sidecar is a CatalogError naming the field."""
+        base = cls.infer(items)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise CatalogError(f"{path}: cannot read catalog schema ({e})") from None
+        if not isinstance(data, dict) or set(data) - {"item_noun", "item_nouns", "line_attributes"}:
+            raise CatalogError(f"{path}: schema keys are item_noun, item_nouns, line_attributes")
+        noun = data.get("item_noun", base.item_noun)
+        if not isinstance(noun, str) or not noun.strip():
+            raise CatalogError(f"{path}: field 'item_noun' must be a non-empty string")
+        lines = data.get("line_attributes")
+        if lines is None:
+            attrs = base.line_attributes
+        elif isinstance(lines, dict) and all(isinstance(k, str) and isinstance(v, int) and v > 0 for k, v in lines.items()):
+            attrs = tuple(lines.items())
+        else:
+            raise CatalogError(f"{path}: field 'line_attributes' must map attribute names to counts > 0")
+        return cls(noun.strip(), str(data.get("item_nouns") or noun.strip() + "s"), attrs)
+
+
 class Catalog(Sequence[Item]):
     """An immutable, validated list of items with lookup by id."""
 
-    def __init__(self, items: Sequence[Item], source: str = "<memory>"):
+    def __init__(self, items: Sequence[Item], source: str = "<memory>", schema: Schema | None = None):
         self.items: tuple[Item, ...] = tuple(items)
         self.source = source
+        self.schema = schema or Schema.infer(self.items)
         self._index = {it.id: i for i, it in enumerate(self.items)}
         if len(self._index) != len(self.items):
             seen: set[str] = set()
@@ -211,8 +284,14 @@ def _rows_csv(path: Path) -> Iterator[tuple[str, Any]]:
             yield where, out
 
 
+# Demo catalogs shipped inside the package, by the name `catalog = "<name>"` accepts in a config.
+PACKAGED_CATALOGS = {"films": "demo_films.jsonl", "books": "demo_books.jsonl"}
+
+
 def load_catalog(path: str | Path) -> Catalog:
-    """Load and validate a ``.jsonl`` or ``.csv`` catalog; all-or-nothing."""
+    """Load and validate a ``.jsonl`` or ``.csv`` catalog (or a packaged one by name); all-or-nothing."""
+    if isinstance(path, str) and path in PACKAGED_CATALOGS:
+        path = Path(str(resources.files("chatrec") / "data" / PACKAGED_CATALOGS[path]))
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"{path}: catalog file not found")
@@ -236,7 +315,9 @@ def load_catalog(path: str | Path) -> Catalog:
         raise CatalogError(f"{path}: not UTF-8 text ({e.reason})") from None
     if not items:
         raise CatalogError(f"{path}: catalog has no items")
-    return Catalog(items, source=str(path))
+    sidecar = path.with_name(path.stem + SCHEMA_SUFFIX)
+    schema = Schema.from_file(sidecar, items) if sidecar.is_file() else None
+    return Catalog(items, source=str(path), schema=schema)
 
 
 def demo_catalog_path() -> Path:

@@ -74,7 +74,8 @@ class RankingConfig:
 @dataclass(frozen=True)
 class GenerationConfig:
     reasons: bool = True  # write reasons with the LLM (else attribute-based reasons only)
-    max_reason_tokens: int = 40  # per reason
+    max_reason_tokens: int = 64  # per reason; generation stops at the line end, and a cut-off sentence is dropped
+    no_repeat_ngram: int = 4  # forbid repeating a 4-token run within a reason (greedy loops); 0 = off
     batch_reasons: bool = True  # one batched generate call for all top-k reasons
 
 
@@ -119,6 +120,11 @@ class TrainConfig:
     eval_examples: int = 20  # validation turns in the quick runs
     checkpoint_every: int = 50  # optimizer steps between checkpoints; 0 = none
     init_adapter: str = ""  # start the LoRA from this bundle's weights (same base and LoRA shape); "" = fresh
+    # Team-written reasons (paths, or names of packaged files under chatrec/data/reasons): the reason targets of
+    # the turns they cover. Empty = every turn's target is the catalog-fact fallback (a template).
+    reasons: tuple[str, ...] = ("train",)
+    val_reasons: str = "val"  # held-out written reasons: their token loss is reported; "" = none
+    fallback_reasons: bool = False  # with written reasons, also train the fallback on turns they do not cover
     reason_weight: float = 0.5  # weight of the reason loss next to the rank loss
     reason_every: int = 4  # reason loss on every Nth micro-batch (templated reasons are learnt fast; ranking needs the steps)
     load_in_4bit: bool = False  # QLoRA via bitsandbytes; CUDA only
@@ -134,7 +140,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    catalog: str | None = None  # catalog file (.jsonl/.csv); None = the packaged demo films
+    catalog: str | None = None  # catalog file (.jsonl/.csv), or a packaged one: "films", "books"; None = films
     adapter: str | None = "default"  # adapter name under adapters/, a directory, or None for the base LLM
     data_dir: str = ""  # sessions database; "" = $CHATREC_HOME or ~/.local/share/chatrec
     seed: int = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -202,20 +203,32 @@ class ChatLM(nn.Module):
         on_token: TokenCallback | None = None,
         stop: str = "\n",
         should_stop: Callable[[], bool] | None = None,
+        no_repeat_ngram: int = 0,
     ) -> list[str]:
         """Greedy continuation of each text prompt, batched; stops a row at ``stop`` or EOS.
+
+        ``no_repeat_ngram`` > 0 forbids repeating any run of that many tokens: a small greedy model
+        otherwise falls into loops ("is a film by X is a film by X ...").
 
         ``on_token(row, text)`` receives new text as it is decoded; ``should_stop()`` returning True
         ends every row at the next token (a consumer that went away).
         """
         emb = self.embed(prompts)
         streamer = _RowStreamer(self.tok, len(prompts), on_token, stop, should_stop)
-        eos = [self.tok.eos_token_id] + [i for i in self.tok.convert_tokens_to_ids(["<end_of_turn>"]) if isinstance(i, int) and i != self.tok.unk_token_id]
+        with warnings.catch_warnings():  # n-gram blocking over the new tokens only is what we want
+            warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
+            self._generate(emb, max_new_tokens, streamer, no_repeat_ngram)
+        return [t.lstrip().split(stop)[0].strip() for t in streamer.texts()]
+
+    def _generate(self, emb, max_new_tokens: int, streamer, no_repeat_ngram: int) -> None:
+        eos = [self.tok.eos_token_id] + [i for i in self.tok.convert_tokens_to_ids(["<end_of_turn>"])
+                                         if isinstance(i, int) and i != self.tok.unk_token_id]
         self.lm.generate(
             inputs_embeds=emb.embeds,
             attention_mask=emb.mask,
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            no_repeat_ngram_size=no_repeat_ngram or None,
             streamer=streamer,
             eos_token_id=eos,
             pad_token_id=self.tok.pad_token_id,
@@ -224,10 +237,9 @@ class ChatLM(nn.Module):
             top_k=None,
             temperature=None,
         )
-        return [t.lstrip().split(stop)[0].strip() for t in streamer.texts()]
 
-    def generate_stream(self, prompts: Sequence[str], max_new_tokens: int,
-                        stop: str = "\n") -> Iterator[tuple[int, str] | list[str]]:
+    def generate_stream(self, prompts: Sequence[str], max_new_tokens: int, stop: str = "\n",
+                        no_repeat_ngram: int = 0) -> Iterator[tuple[int, str] | list[str]]:
         """``generate`` as an iterator: yields ``(row, new text)`` as tokens arrive, then the list of texts.
 
         transformers' ``generate`` pushes tokens to a callback, so it runs in a worker thread and this
@@ -238,7 +250,8 @@ class ChatLM(nn.Module):
 
         def work() -> None:
             try:
-                texts = self.generate(prompts, max_new_tokens, lambda r, t: events.put((r, t)), stop, closed.is_set)
+                texts = self.generate(prompts, max_new_tokens, lambda r, t: events.put((r, t)), stop, closed.is_set,
+                                      no_repeat_ngram)
                 events.put(("done", texts))
             except BaseException as e:  # re-raised in the consumer's thread
                 events.put(("error", e))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .catalog import Item
+from .catalog import Item, Schema
 from .session import Session
 
 IMAGE = "<image>"
@@ -47,37 +47,39 @@ def template(name: str) -> str:
     return path.read_text(encoding="utf-8").rstrip("\n")
 
 
-LINE_FIELDS = (("genres", 3), ("director", 2), ("cast", 3), ("keywords", 5))  # facts per candidate line, at most
-
-
 def templates_hash() -> str:
     """sha256 over the prompt templates and the candidate-line format; an adapter is valid for this value only."""
     h = hashlib.sha256()
     for name in TEMPLATES:
         h.update(name.encode() + b"\0" + template(name).encode() + b"\0")
-    h.update(repr((LINE_FIELDS, FIT_QUESTION)).encode())
+    h.update(repr((LINE_FORMAT, FIT_QUESTION)).encode())
     return h.hexdigest()
 
 
-def item_line(item: Item) -> str:
-    """Key facts of one candidate on one line. Users name third-billed actors and fifth keywords too:
-    with 2 and 4 of them, 60 of 325 validation requests named a fact the line did not show."""
+LINE_FORMAT = "title (year); attribute values joined by ', ' per schema line attribute; '; ' between"
+
+
+def item_line(item: Item, schema: Schema) -> str:
+    """Key facts of one candidate on one line, the attributes the catalog's schema names. Users name
+    third-billed actors and fifth keywords too: with 2 and 4 of them, 60 of 325 validation requests
+    named a fact the line did not show."""
     parts = [clean(item.title, 120) + (f" ({item.year})" if item.year else "")]
-    for key, n in LINE_FIELDS:
+    for key, n in schema.line_attributes:
         vals = item.values(key)[:n]
         if vals:
             parts.append(clean(", ".join(vals), 160))
     return "; ".join(parts)
 
 
-def facts_text(item: Item) -> str:
-    parts = []
-    if item.year:
-        parts.append(f"year {item.year}")
-    for key in ("genres", "director", "cast", "keywords"):
-        vals = item.values(key)
-        if vals:
-            parts.append(f"{key} {', '.join(vals[:4])}")
+def facts_text(item: Item, schema: Schema) -> str:
+    """The item's facts in words, people with their role ("directed by X"), for the reason prompt."""
+    parts = [f"from {item.year}"] if item.year else []
+    for key, n in schema.line_attributes:
+        vals = item.values(key)[: max(n, 4)]
+        if not vals:
+            continue
+        role = schema.role(key)
+        parts.append(f"{role[0]} {', '.join(vals)}" if role else f"{key} {', '.join(vals)}")
     return clean("; ".join(parts), 400)
 
 
@@ -111,22 +113,30 @@ def dialogue_text(turns: Sequence[PromptTurn], max_turns: int = 8) -> str:
     return "\n".join(lines)
 
 
-def rank_prompt(turns: Sequence[PromptTurn], candidates: Sequence[Item]) -> str:
+def rank_prompt(turns: Sequence[PromptTurn], candidates: Sequence[Item], schema: Schema | None = None) -> str:
+    """The ranking prompt; ``schema`` is the catalog's (inferred from the candidates when not given)."""
+    schema = schema or Schema.infer(candidates)
     if len(candidates) > len(LABELS):
         raise ValueError(f"at most {len(LABELS)} candidates can be labelled, got {len(candidates)}")
     # The conversation comes first, so each candidate's score position has read all of it; the score
     # is per line (pointwise in a listwise prompt), which a small LM learns far faster than picking
     # one letter for the whole list (README, "Training").
-    cands = "\n".join(f"{LABELS[i]}: {item_line(it)}{FIT_QUESTION}{FIT}" for i, it in enumerate(candidates))
-    return template("rank.txt").format(candidates=cands, dialogue=dialogue_text(turns))
+    cands = "\n".join(f"{LABELS[i]}: {item_line(it, schema)}{FIT_QUESTION}{FIT}" for i, it in enumerate(candidates))
+    return template("rank.txt").format(candidates=cands, dialogue=dialogue_text(turns), noun=schema.item_noun,
+                                       nouns=schema.item_nouns)
 
 
-def reason_prompt(item: Item, request: str) -> str:
+def reason_prompt(item: Item, request: str, liked: Sequence[Item] = (), schema: Schema | None = None) -> str:
+    """The reason prompt: the item's facts with roles, what the user asked for and what they liked."""
+    schema = schema or Schema.infer([item])
     return template("reason.txt").format(
+        noun=schema.item_noun,
+        Noun=schema.item_noun[:1].upper() + schema.item_noun[1:],
         title=clean(item.title, 120) + (f" ({item.year})" if item.year else ""),
-        facts=facts_text(item),
+        facts=facts_text(item, schema),
         description=clean(item.description, 300),
         request=clean(request, 300),
+        liked=clean(", ".join(it.title for it in liked[-3:]), 200) or "nothing named yet",
     )
 
 

@@ -30,6 +30,7 @@ class Recommendation:
     attributes: dict = field(default_factory=dict)
     image: str | None = None
     reason_raw: str = ""  # what the model wrote before the checks ("" when nothing was generated)
+    reason_rejected: str = ""  # why the model's text was not shown (its first false claim), "" if shown or none
 
     @classmethod
     def of(cls, item: Item, rank: int, score: float, llm_logprob: float | None, retrieval_score: float) -> Recommendation:

@@ -128,7 +128,8 @@ class Recommender:
         logprobs = None
         if (self.uses_llm if use_llm is None else use_llm) and head:
             turns = prompt_turns(new, bool(prepared.soft.image), bool(prepared.soft.audio))
-            logprobs = self.lm.rank(rank_prompt(turns, [c.item for c in head]), len(head), prepared.soft).tolist()
+            prompt = rank_prompt(turns, [c.item for c in head], self.catalog.schema)
+            logprobs = self.lm.rank(prompt, len(head), prepared.soft).tolist()
         ordered = combine(head, logprobs, self.cfg.ranking.llm_weight, self.cfg.ranking.retrieval_weight)
         return Ranking(new, ordered, pool[n:])
 
@@ -137,11 +138,13 @@ class Recommender:
         user_text = session.user_text()
         raw = [""] * len(recs)
         if self.lm is not None and self.cfg.generation.reasons and recs:
-            prompts = [reason_prompt(self.catalog.get(r.item_id), user_text) for r in recs]
+            liked = [self.catalog.get(i) for i in session.liked if i in self.catalog]
+            prompts = [reason_prompt(self.catalog.get(r.item_id), user_text, liked, self.catalog.schema) for r in recs]
             # Batched: one generate call for all rows; else one row at a time (a same-run baseline).
             groups = [list(range(len(recs)))] if self.cfg.generation.batch_reasons else [[i] for i in range(len(recs))]
             for rows in groups:
-                for event in self.lm.generate_stream([prompts[i] for i in rows], self.cfg.generation.max_reason_tokens):
+                for event in self.lm.generate_stream([prompts[i] for i in rows], self.cfg.generation.max_reason_tokens,
+                                                       no_repeat_ngram=self.cfg.generation.no_repeat_ngram):
                     if isinstance(event, list):
                         for i, text in zip(rows, event, strict=True):
                             raw[i] = text
@@ -149,8 +152,10 @@ class Recommender:
                         yield ReasonToken(rows[event[0]], event[1])
         liked = [self.catalog.get(i) for i in session.liked if i in self.catalog]
         for row, (rec, text) in enumerate(zip(recs, raw, strict=True)):
-            reason, source, facts = finalize_reason(text, self.catalog.get(rec.item_id), self.catalog, user_text, liked)
-            yield ReasonDone(row, replace(rec, reason=reason, reason_source=source, facts_used=facts, reason_raw=text))
+            r = finalize_reason(text, self.catalog.get(rec.item_id), self.catalog, user_text, liked)
+            why = (r.verdict.problem() or "not about the item, or an echo of the request") if r.source == "fallback" and r.verdict else ""
+            yield ReasonDone(row, replace(rec, reason=r.text, reason_source=r.source, facts_used=r.facts_used,
+                                          reason_raw=r.raw, reason_rejected=why))
 
     # ---- one turn, end to end ----------------------------------------------------------------------
 

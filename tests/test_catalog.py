@@ -81,3 +81,35 @@ def test_item_facts_and_text():
     it = Item("1", "Heat", "A heist.", {"year": 1995, "genres": ["Crime"], "director": "Michael Mann"})
     assert ("director", "Michael Mann") in it.facts() and ("year", "1995") in it.facts()
     assert "Heat" in it.text() and "Michael Mann" in it.text()
+
+
+def test_schema_is_inferred_from_the_attributes():
+    from chatrec.catalog import Schema
+
+    films = Catalog([Item("a", "A", attributes={"director": ["X"], "cast": ["Y"], "genres": ["Drama"]})])
+    books = Catalog([Item("b", "B", attributes={"author": ["Z"], "genres": ["Classic"], "pages": 300})])
+    other = Catalog([Item("c", "C", attributes={"colour": "red"})])
+    assert films.schema == Schema("film", "films", (("genres", 3), ("director", 2), ("cast", 3)))
+    assert books.schema.item_noun == "book" and books.schema.person_keys() == ("author",)
+    assert other.schema.item_noun == "item" and ("colour", 2) in other.schema.line_attributes
+
+
+def test_schema_sidecar_overrides_and_bad_sidecar_is_refused(tmp_path):
+    path = tmp_path / "albums.jsonl"
+    path.write_text(json.dumps({"id": "k", "title": "Kind of Blue", "attributes": {"artist": ["Miles Davis"],
+                                                                                  "label": "Columbia"}}) + "\n")
+    assert load_catalog(path).schema.item_noun == "album"
+    (tmp_path / "albums.schema.json").write_text(json.dumps({"item_noun": "record", "line_attributes": {"artist": 1}}))
+    cat = load_catalog(path)
+    assert cat.schema.item_noun == "record" and cat.schema.line_attributes == (("artist", 1),)
+    # Every attribute with words reaches retrieval, not only the film keys.
+    assert "label: Columbia" in cat[0].text() and "artist: Miles Davis" in cat[0].text()
+    (tmp_path / "albums.schema.json").write_text(json.dumps({"noun": "record"}))
+    with pytest.raises(CatalogError, match="albums.schema.json"):
+        load_catalog(path)
+
+
+def test_packaged_catalogs_by_name():
+    books = load_catalog("books")
+    assert len(books) >= 150 and books.schema.item_noun == "book"
+    assert all(it.values("author") and it.year for it in books)

@@ -102,3 +102,23 @@ def test_shipped_adapter_is_loaded_and_changes_the_ranking(real):
     assert len(ex) >= 20
     assert tuned_hits > base_hits, (tuned_hits, base_hits)
     assert any(int(t.argmax()) != int(b.argmax()) for t, b in zip(tuned, base, strict=True))
+
+
+def test_book_catalog_speaks_of_books_and_reasons_hold(tmp_path):
+    """The second packaged catalog, end to end: its noun and roles reach the prompts and every shown
+    reason passes the claim checker."""
+    from chatrec import claims
+    from chatrec.prompting import reason_prompt
+
+    rec = Recommender.from_config(load_config(None, [f"data_dir={tmp_path}", "catalog=books"]), progress=False)
+    assert rec.catalog.schema.item_noun == "book" and len(rec.catalog) >= 150
+    ans = rec.respond(Session(), "a funny fantasy novel for a long train ride")
+    assert len(ans.recommendations) == 5
+    user = ans.session.user_text()
+    for r in ans.recommendations:
+        item = rec.catalog.get(r.item_id)
+        verdict = claims.check(r.reason, item, rec.catalog, user)
+        assert verdict.ok, (r.reason, verdict.false)
+        assert " film" not in r.reason.lower(), r.reason
+    prompt = reason_prompt(rec.catalog.get(ans.recommendations[0].item_id), user, (), rec.catalog.schema)
+    assert prompt.startswith("Book: ") and "written by" in prompt

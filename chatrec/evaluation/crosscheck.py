@@ -54,8 +54,20 @@ def agreed(mine: Sequence[str], theirs: Sequence[str]) -> list[str]:
     return [m for m in mine if any(same_person(m, t) for t in theirs)]
 
 
-def compare(full: Mapping[str, Any], facts: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str, list[str]]:
-    """(row to ship or None, drop reason, fields trimmed) for one film."""
+@dataclass(frozen=True)
+class Rules:
+    """What two authors must agree on for one kind of catalog."""
+
+    creator: str = "director"  # people who made the item: the sets must be equal
+    cast: str | None = "cast"  # leads: at least MIN_CAST of A's must be among B's (None: no such field)
+
+
+KINDS = {"films": Rules(), "books": Rules("author", None)}
+
+
+def compare(full: Mapping[str, Any], facts: Mapping[str, Any] | None,
+            rules: Rules = Rules()) -> tuple[dict[str, Any] | None, str, list[str]]:
+    """(row to ship or None, drop reason, fields trimmed) for one item."""
     if facts is None:
         return None, "no second author", []
     if facts.get("unknown"):
@@ -63,29 +75,34 @@ def compare(full: Mapping[str, Any], facts: Mapping[str, Any] | None) -> tuple[d
     a = full["attributes"]
     if a["year"] != facts["year"]:
         return None, "year", []
-    directors = agreed(a["director"], facts["director"])
-    if len(directors) != len(a["director"]) or len(agreed(facts["director"], a["director"])) != len(facts["director"]):
-        return None, "director", []
-    cast = agreed(a["cast"], facts["cast"])
-    if len(cast) < MIN_CAST:
-        return None, "lead cast", []
-    genres = [g for g in a["genres"] if g in facts["genres"]]
-    if not genres:
+    mine, theirs = a[rules.creator], facts[rules.creator]
+    if len(agreed(mine, theirs)) != len(mine) or len(agreed(theirs, mine)) != len(theirs):
+        return None, rules.creator, []
+    kept: dict[str, list[str]] = {}
+    if rules.cast:
+        kept[rules.cast] = agreed(a[rules.cast], facts[rules.cast])
+        if len(kept[rules.cast]) < MIN_CAST:
+            return None, "lead cast", []
+    kept["genres"] = [g for g in a["genres"] if g in facts["genres"]]
+    if not kept["genres"]:
         return None, "genres", []
-    trimmed = [k for k, kept in (("cast", cast), ("genres", genres)) if len(kept) < len(a[k])]
-    row = {"id": full["id"], "title": full["title"], "description": full["description"],
-           "attributes": {"year": a["year"], "genres": genres, "director": list(a["director"]), "cast": cast,
-                          "keywords": list(a["keywords"])}}
+    trimmed = [k for k, v in kept.items() if len(v) < len(a[k])]
+    attrs = {"year": a["year"], "genres": kept["genres"], rules.creator: list(mine)}
+    if rules.cast:
+        attrs[rules.cast] = kept[rules.cast]
+    attrs["keywords"] = list(a["keywords"])
+    row = {"id": full["id"], "title": full["title"], "description": full["description"], "attributes": attrs}
     return row, "", trimmed
 
 
 def crosscheck(full_rows: Iterable[Mapping[str, Any]], fact_rows: Iterable[Mapping[str, Any]],
-               keys: Mapping[str, str]) -> CrossCheck:
-    """Compare every full record with the second author's facts (``keys``: opaque key -> record id)."""
-    facts = {keys.get(r["id"], r["id"]): r for r in fact_rows}
+               keys: Mapping[str, str], rules: Rules = Rules()) -> CrossCheck:
+    """Compare every full record with the second author's facts (``keys``: opaque key -> record id;
+    rows may also carry the shared opaque key as ``key``)."""
+    facts = {keys.get(r.get("id") or r["key"], r.get("id") or r["key"]): r for r in fact_rows}
     out = CrossCheck()
     for full in full_rows:
-        row, reason, trimmed = compare(full, facts.get(full["id"]))
+        row, reason, trimmed = compare(full, facts.get(full["id"]) or facts.get(full.get("key", "")), rules)
         if row is None:
             out.dropped[reason] += 1
             out.drops.append((full["id"], reason))
@@ -106,11 +123,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--keys", nargs="*", default=[], help="JSON maps from opaque key to record id")
     ap.add_argument("--out", required=True, help="catalog rows that passed (JSONL)")
     ap.add_argument("--report", help="counts and every dropped id (JSON)")
+    ap.add_argument("--kind", choices=sorted(KINDS), default="films", help="which facts must agree")
     args = ap.parse_args(argv)
     keys: dict[str, str] = {}
     for k in args.keys:
         keys.update(json.loads(Path(k).read_text(encoding="utf-8")))
-    result = crosscheck(_jsonl(args.full), _jsonl(args.facts), keys)
+    result = crosscheck([r for r in _jsonl(args.full) if not r.get("unknown")], _jsonl(args.facts), keys, KINDS[args.kind])
     Path(args.out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.kept), encoding="utf-8")
     summary = {"kept": len(result.kept), "dropped": dict(result.dropped), "trimmed": dict(result.trimmed),
                "drops": result.drops}

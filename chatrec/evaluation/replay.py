@@ -34,7 +34,7 @@ from ..catalog import Item
 from ..events import ReasonDone
 from ..media.files import MediaError
 from ..ranking import Ranking
-from ..reasons import format_valid, reason_grounding, reason_inventions
+from .. import claims
 from ..recommender import RETRIEVERS, PreparedTurn, Recommender, UserInput
 from ..session import InputError, Session, TurnRecord, replay
 from .dialogues import Dialogue, Turn
@@ -154,13 +154,18 @@ def base_recommender(rec: Recommender) -> Recommender:
 
 @dataclass(frozen=True)
 class ReasonCheck:
+    """One shown reason, checked claim by claim (chatrec.claims), and the model text behind it."""
+
+    where: str  # dialogue#turn
+    item_id: str
+    shown: str  # the reason shown
     source: str  # "model" | "fallback": which reason is shown
-    grounded: bool  # shown reason states a true fact of the item
-    invents: bool  # shown reason claims something the catalog contradicts (films the user named are allowed)
-    format_ok: bool  # shown reason is well formed
-    raw_grounded: bool | None  # the same three checks on the model's raw text (None: nothing generated)
-    raw_invents: bool | None
-    raw_format_ok: bool | None
+    false_claim: bool  # the shown reason has a false claim (goal: never)
+    about_user: bool  # the shown reason refers to something this user said or liked
+    broken: bool  # the shown reason is cut off or loops (goal: never)
+    raw: str  # the model's text ("" when nothing was generated)
+    raw_passes: bool | None  # the model's text passed every check and was shown (None: nothing generated)
+    raw_problem: str  # kind of the model text's first failed check ("" when it passed)
 
 
 @dataclass
@@ -241,7 +246,7 @@ def replay_dialogues(systems: Sequence[System], dialogues: Sequence[Dialogue], r
                 continue
             if reasons and main.rec.lm is not None:
                 t0 = time.perf_counter()
-                checks, tokens = reason_checks(main.rec, rankings[main.name].ranking)
+                checks, tokens = reason_checks(main.rec, rankings[main.name].ranking, where)
                 latency[main.name] += time.perf_counter() - t0
                 runs[main.name].reasons += checks
                 runs[main.name].tokens.append(tokens)
@@ -257,31 +262,25 @@ def replay_dialogues(systems: Sequence[System], dialogues: Sequence[Dialogue], r
     return runs
 
 
-def reason_checks(rec: Recommender, ranking: Ranking) -> tuple[list[ReasonCheck], int]:
+def reason_checks(rec: Recommender, ranking: Ranking, where: str = "") -> tuple[list[ReasonCheck], int]:
     """Write reasons for the shown top-k as ``stream()`` does; check them and count generated tokens."""
-    done = [e.recommendation for e in rec.reasons(ranking.top(rec.cfg.ranking.top_k), ranking.session)
+    session = ranking.session
+    done = [e.recommendation for e in rec.reasons(ranking.top(rec.cfg.ranking.top_k), session)
             if isinstance(e, ReasonDone)]
-    # Naming a film the user brought up ("like Superbad, which you liked") is not an invention.
-    known = {rec.catalog.get(i).title for i in ranking.session.mentioned if i in rec.catalog}
-
-    def invents(t: str, item: Item) -> bool:
-        return any(x not in known for x in reason_inventions(t, item, rec.catalog))
-
+    liked = [rec.catalog.get(i) for i in session.liked if i in rec.catalog]
+    user_text = session.user_text()
     checks, tokens = [], 0
     for r in done:
-        item, text = rec.catalog.get(r.item_id), r.reason_raw
-        tokens += len(rec.lm.tok(text, add_special_tokens=False).input_ids) if text else 0
-        checks.append(
-            ReasonCheck(
-                r.reason_source,
-                reason_grounding(r.reason, item),
-                invents(r.reason, item),
-                format_valid(r.reason),
-                reason_grounding(text, item) if text else None,
-                invents(text, item) if text else None,
-                format_valid(text) if text else None,
-            )
-        )
+        item, raw = rec.catalog.get(r.item_id), r.reason_raw
+        tokens += len(rec.lm.tok(raw, add_special_tokens=False).input_ids) if raw else 0
+        shown = claims.check(r.reason, item, rec.catalog, user_text, liked)
+        broken = any(c.kind == "form" and c.why in ("cut off mid-sentence", "repeats itself") for c in shown.claims)
+        raw_problem = ""
+        if raw and r.reason_source != "model":
+            verdict = claims.check(claims.complete(raw) or raw, item, rec.catalog, user_text, liked)
+            raw_problem = verdict.false[0].kind if verdict.false else "other"
+        checks.append(ReasonCheck(where, r.item_id, r.reason, r.reason_source, not shown.ok, shown.about_user,
+                                  broken, raw, (r.reason_source == "model") if raw else None, raw_problem))
     return checks, tokens
 
 

@@ -18,14 +18,23 @@ from .replay import INTERACTIVE_TURNS, MAX_K, Counts, SystemRun
 @dataclass(frozen=True)
 class ReasonMetrics:
     n: int  # reasons checked (shown top-k over all turns)
-    grounded: float  # share of shown reasons stating a true fact of the item
-    invents: float  # share of shown reasons inventing something
-    format_ok: float  # share of shown reasons that are well formed
-    model_written: float  # share written by the model (the rest are attribute-based fallbacks)
-    raw_grounded: float  # the same checks on the model's raw output, before the fallback
-    raw_invents: float
-    raw_format_ok: float
+    false_claims: float  # share of shown reasons with any false claim (goal 0)
+    about_user: float  # share of shown reasons referring to something this user said or liked (goal >= 0.8)
+    unique: float  # distinct shown sentences / shown sentences over the run (goal >= 0.9)
+    broken: float  # share of shown reasons cut off or looping (goal 0)
+    mean_words: float  # mean length of a shown reason
+    model_written: float  # share written by the model (the rest are catalog-fact fallbacks)
+    raw_passes: float  # share of the model's raw reasons that passed every check (goal >= 0.8)
     tokens_per_turn: float  # generated tokens per turn (tokenizer count of the raw reasons)
+    raw_failures: dict[str, int]  # kind of the first failed check -> count, over the model's rejected reasons
+
+
+def unique_sentence_ratio(texts: Sequence[str]) -> float:
+    """Distinct sentences over all sentences of ``texts`` (a template repeated everywhere scores low)."""
+    from ..claims import sentences
+
+    sents = [s.strip().lower() for t in texts for s in sentences(t)]
+    return len(set(sents)) / len(sents) if sents else float("nan")
 
 
 # The metrics that get bootstrap intervals, and how each is computed from per-target ranks.
@@ -79,14 +88,15 @@ def summarize(run: SystemRun) -> SystemMetrics:
         r = run.reasons
         reasons = ReasonMetrics(
             len(r),
-            _share([c.grounded for c in r]),
-            _share([c.invents for c in r]),
-            _share([c.format_ok for c in r]),
+            _share([c.false_claim for c in r]),
+            _share([c.about_user for c in r]),
+            unique_sentence_ratio([c.shown for c in r]),
+            _share([c.broken for c in r]),
+            float(np.mean([len(c.shown.split()) for c in r])),
             _share([c.source == "model" for c in r]),
-            _share([c.raw_grounded for c in r]),
-            _share([c.raw_invents for c in r]),
-            _share([c.raw_format_ok for c in r]),
+            _share([c.raw_passes for c in r]),
             float(np.mean(run.tokens)),
+            dict(Counter(c.raw_problem for c in r if c.raw_problem).most_common()),
         )
     success = None
     if run.success_turns:
@@ -148,7 +158,7 @@ def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
     has_reasons = any(m.reasons for m in metrics)
     has_sr = any(m.success_at_turn for m in metrics)
     if has_reasons:
-        cols += ["grounded", "invents", "format ok", "model-written", "raw grounded", "raw invents", "tok/turn"]
+        cols += ["false claims", "about user", "unique", "broken", "words", "model-written", "raw passes", "tok/turn"]
     if has_sr:
         cols += [f"SR@{t}" for t in range(1, INTERACTIVE_TURNS + 1)]
     lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -164,16 +174,17 @@ def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
             r = m.reasons
             row += (
                 [
-                    _fmt(r.grounded),
-                    _fmt(r.invents),
-                    _fmt(r.format_ok),
+                    _fmt(r.false_claims),
+                    _fmt(r.about_user),
+                    _fmt(r.unique),
+                    _fmt(r.broken),
+                    _fmt(r.mean_words, 1),
                     _fmt(r.model_written),
-                    _fmt(r.raw_grounded),
-                    _fmt(r.raw_invents),
+                    _fmt(r.raw_passes),
                     _fmt(r.tokens_per_turn, 1),
                 ]
                 if r
-                else ["–"] * 7
+                else ["–"] * 8
             )
         if has_sr:
             row += [_fmt(m.success_at_turn[t]) if m.success_at_turn else "–" for t in range(1, INTERACTIVE_TURNS + 1)]
@@ -256,6 +267,15 @@ def write_rankings(path: Path, runs: Sequence[SystemRun]) -> None:
                 f.write(json.dumps({"system": run.name, **row}, ensure_ascii=False) + "\n")
 
 
+def write_reasons(path: Path, runs: Sequence[SystemRun]) -> None:
+    """One JSON line per shown reason (the main system's): what was shown, from where, and the model's text,
+    so a reader can audit a seeded sample of them."""
+    with path.open("w", encoding="utf-8") as f:
+        for run in runs:
+            for c in run.reasons:
+                f.write(json.dumps({"system": run.name, **asdict(c)}, ensure_ascii=False) + "\n")
+
+
 def write_report(
     out: Path, header: dict, counts: Counts, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun]
 ) -> str:
@@ -276,6 +296,7 @@ def write_report(
     diffs = differences(runs[names[0]], [runs[n] for n in names[1:]]) if names else []
     report["differences"] = [asdict(d) for d in diffs]
     write_rankings(out / "rankings.jsonl", [runs[n] for n in names])
+    write_reasons(out / "reasons.jsonl", [runs[n] for n in names])
     (out / "report.json").write_text(json.dumps(_clean_json(report), indent=2, ensure_ascii=False), encoding="utf-8")
     table = markdown_table(metrics)
     diff_table = differences_table(names[0], diffs) if names else ""

@@ -64,6 +64,8 @@ def examples_sha(examples: Examples) -> str:
     h = hashlib.sha256()
     for r in examples.rank:
         h.update(f"{r.source}:{r.target}\n".encode())
+    for x in examples.reason:
+        h.update(f"{x.source}:{x.target}".encode())
     return h.hexdigest()
 
 

@@ -7,10 +7,12 @@ the same query ``Recommender.rank`` builds, and the prompt is rendered with ``pr
 ground truth was not retrieved it replaces the last candidate. Candidate order is then shuffled
 with a seeded RNG so the LoRA cannot learn "the answer is usually A" (position bias, Hou et al. 2024).
 
-Each turn gives two targets: the ground truth among the candidate scores of the rank prompt (a
-listwise cross entropy over the per-candidate " yes"/" no" scores that ``ChatLM.rank`` reads) and a
-grounded reason (``fallback_reason``, built from catalog facts only) after ``reason_prompt``, with
-loss on the reason's tokens only (every other label is -100).
+Each turn gives a rank target: the ground truth among the candidate scores of the rank prompt (a
+listwise cross entropy over the per-candidate " yes"/" no" scores that ``ChatLM.rank`` reads). Reason
+targets come from team-written reasons (``chatrec/data/reasons``: per turn, for the target and for other
+candidates, each checked claim by claim) after ``reason_prompt``, with loss on the reason's tokens only.
+Without written reasons for a turn's dialogue file, the turn's reason target is the catalog-fact
+fallback (``fallback_reason``): true, but a template the model will copy.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
 
 from ..catalog import Catalog
 from ..evaluation.dialogues import Dialogue
@@ -47,15 +53,31 @@ class RankExample:
 
 @dataclass(frozen=True)
 class ReasonExample:
-    prompt: str  # reason_prompt(item, user_text)
-    target: str  # " " + fallback_reason(...) + "\n"; generation stops at the newline
-    source: str
+    prompt: str  # reason_prompt(item, user_text, liked, schema)
+    target: str  # " " + reason + "\n"; generation stops at the newline
+    source: str  # "dialogue-id:turn-index:item-id"
+    written: bool = True  # a team-written reason (False: the catalog-fact fallback)
+
+
+# (dialogue id, recommendation turn index) -> [(item id, reason)]
+WrittenReasons = Mapping[tuple[str, int], list[tuple[str, str]]]
+
+
+def load_reasons(paths: Sequence[Path]) -> dict[tuple[str, int], list[tuple[str, str]]]:
+    """Team-written reasons (rows: dialogue, turn, item, reason, author) keyed by turn."""
+    out: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                out.setdefault((r["dialogue"], int(r["turn"])), []).append((r["item"], r["reason"]))
+    return out
 
 
 @dataclass(frozen=True)
 class Examples:
     rank: list[RankExample]
-    reason: list[ReasonExample]  # aligned with ``rank``: same turn at the same index
+    reason: list[ReasonExample]  # written reasons of the same turns (several per turn), or one fallback per turn
     turns_seen: int  # recommendation turns visited
     skipped: int  # turns whose ground truth is not in the catalog, or whose history inference would refuse
 
@@ -64,7 +86,8 @@ class Examples:
 
 
 def turn_examples(dialogue: Dialogue, index: int, catalog: Catalog, retriever: Retriever, n_candidates: int,
-                  seed: int, train: bool = True) -> tuple[RankExample, ReasonExample] | None:
+                  seed: int, train: bool = True,
+                  written: WrittenReasons | None = None) -> tuple[RankExample, list[ReasonExample]] | None:
     """Examples for the recommendation turn ``dialogue.turns[index]``; None if its target is unknown or
     a user turn before it is one inference refuses (e.g. "more like #9" after a five-item list).
 
@@ -92,19 +115,28 @@ def turn_examples(dialogue: Dialogue, index: int, catalog: Catalog, retriever: R
     label = ids.index(target) if target in ids else -1
     last_user = next((t for t in reversed(s.turns) if t.role == "user"), None)
     # Dialogue turns with media are trained as their words: no soft tokens (projectors are aligned apart).
-    rank = RankExample(rank_prompt(prompt_turns(s), cands), label, ids, target, f"{dialogue.id}:{index}", retrieved,
-                       bool(last_user and (last_user.image or last_user.audio)))
-    item = catalog.get(target)
+    rank = RankExample(rank_prompt(prompt_turns(s), cands, catalog.schema), label, ids, target, f"{dialogue.id}:{index}",
+                       retrieved, bool(last_user and (last_user.image or last_user.audio)))
     user_text = s.user_text()
     liked = [catalog.get(i) for i in s.liked if i in catalog]
-    reason = ReasonExample(reason_prompt(item, user_text), " " + fallback_reason(item, user_text, liked) + "\n",
-                           rank.source)
-    return rank, reason
+    rows = (written or {}).get((dialogue.id, index))
+    if rows is None:  # no written reasons for this turn: the catalog-fact fallback for the target
+        rows = [(target, fallback_reason(catalog.get(target), user_text, liked, catalog.schema))]
+        is_written = False
+    else:
+        is_written = True
+    reasons = [ReasonExample(reason_prompt(catalog.get(i), user_text, liked, catalog.schema), " " + text + "\n",
+                             f"{rank.source}:{i}", is_written) for i, text in rows if i in catalog]
+    return rank, reasons
 
 
 def build_examples(dialogues: Sequence[Dialogue], catalog: Catalog, retriever: Retriever, n_candidates: int,
-                   seed: int, max_examples: int = 0, train: bool = True) -> Examples:
-    """Examples from every recommendation turn, in dialogue order, at most ``max_examples`` (0 = all)."""
+                   seed: int, max_examples: int = 0, train: bool = True, written: WrittenReasons | None = None,
+                   fallback_reasons: bool = True) -> Examples:
+    """Examples from every recommendation turn, in dialogue order, at most ``max_examples`` (0 = all).
+
+    ``written`` reasons are used where a turn has them; other turns get the catalog-fact fallback when
+    ``fallback_reasons`` is true, else no reason example (so the model does not learn the template)."""
     if not 1 <= n_candidates <= len(LABELS):
         raise ValueError(f"n_candidates must be 1..{len(LABELS)}, got {n_candidates}")
     rank: list[RankExample] = []
@@ -115,12 +147,12 @@ def build_examples(dialogues: Sequence[Dialogue], catalog: Catalog, retriever: R
             if max_examples and len(rank) >= max_examples:
                 break
             seen += 1
-            pair = turn_examples(d, i, catalog, retriever, n_candidates, seed, train)
+            pair = turn_examples(d, i, catalog, retriever, n_candidates, seed, train, written)
             if pair is None:
                 skipped += 1
                 continue
             rank.append(pair[0])
-            reason.append(pair[1])
+            reason += [r for r in pair[1] if r.written or fallback_reasons]
     if skipped:
         log.warning("%d recommendation turns skipped: ground truth not in the catalog, or a turn before it that "
                     "inference refuses", skipped)

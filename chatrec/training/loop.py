@@ -39,12 +39,14 @@ from .checkpoint import (
     restore_weights,
     save_checkpoint,
 )
-from .examples import Examples, build_examples
+from .examples import Examples, build_examples, load_reasons
 from .lora import build_model, check_4bit, check_init, init_record
 from .losses import rank_loss, token_loss
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).resolve().parent.parent / "data" / "dialogues"
+VAL_REASONS = 64  # held-out written reasons whose token loss validation reports
+REASONS = Path(__file__).resolve().parent.parent / "data" / "reasons"
 
 
 @dataclass
@@ -63,6 +65,16 @@ def dialogue_path(value: str, split: str) -> Path:
     if not value or not p.is_file():
         choices = sorted(f.stem for f in DATA.glob("*.jsonl"))
         raise TrainError(f"{split} dialogues not found: {value!r} (a JSONL path or a packaged split: {choices})")
+    return p
+
+
+def reason_path(value: str) -> Path:
+    """A written-reasons file: a path, or the name of a packaged one ("train", "val")."""
+    packaged = REASONS / f"{value}.jsonl"
+    p = packaged if "/" not in value and not value.endswith(".jsonl") and packaged.is_file() else Path(value)
+    if not p.is_file():
+        choices = sorted(f.stem for f in REASONS.glob("*.jsonl"))
+        raise TrainError(f"reasons file not found: {value!r} (a JSONL path or a packaged name: {choices})")
     return p
 
 
@@ -131,9 +143,14 @@ def validate(lm: ChatLM, examples: Examples) -> dict[str, float]:
         hits["retrieval_recall@1"] += ex.label < 1
         hits["retrieval_recall@5"] += ex.label < 5
         hits["candidates_recall"] += 1
-    lm.train(was_training)
     n = max(1, len(examples.rank))
-    return {k: v / n for k, v in hits.items()} | {"n": len(examples.rank)}
+    out = {k: v / n for k, v in hits.items()} | {"n": len(examples.rank)}
+    written = [r for r in examples.reason if r.written][:VAL_REASONS]
+    if written:  # held-out written reasons: how well the model would write what the team wrote
+        losses = [float(token_loss(lm, collate_reasons(lm, written[i:i + 8]))[0]) for i in range(0, len(written), 8)]
+        out |= {"reason_loss": sum(losses) / len(losses), "reason_n": len(written)}
+    lm.train(was_training)
+    return out
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -251,8 +268,10 @@ def micro_batch_loss(cfg: Config, lm: ChatLM, examples: Examples, micro: int) ->
     rank_batch = collate_rank(lm, [examples.rank[i] for i in idx])
     loss = rank_loss(lm, rank_batch)
     tokens = int(rank_batch.emb.mask.sum())
-    if micro % t.reason_every == 0:
-        reason_batch = collate_reasons(lm, [examples.reason[i] for i in idx])
+    if micro % t.reason_every == 0 and examples.reason:
+        # Reasons have their own order: a turn may have several (target and other candidates) or none.
+        ridx = batch_indices(micro // t.reason_every, len(examples.reason), t.batch_size, cfg.seed + 1)
+        reason_batch = collate_reasons(lm, [examples.reason[i] for i in ridx])
         loss = loss + t.reason_weight * token_loss(lm, reason_batch)[0]
         tokens += int(reason_batch.emb.mask.sum())
     return loss, tokens
@@ -340,8 +359,13 @@ def load_examples(cfg: Config, train_paths: Sequence[Path], val_path: Path):
     retriever = Retriever(catalog, embedder, vectors, cfg.retrieval)
     n = cfg.retrieval.n_candidates
     t0 = time.perf_counter()
-    examples = build_examples(train_d, catalog, retriever, n, cfg.seed, t.max_examples)
-    val = build_examples(val_d, catalog, retriever, n, cfg.seed, t.max_val_examples, train=False)
+    written = load_reasons([reason_path(v) for v in t.reasons]) if t.reasons else None
+    val_written = load_reasons([reason_path(t.val_reasons)]) if t.val_reasons else None
+    examples = build_examples(train_d, catalog, retriever, n, cfg.seed, t.max_examples, written=written,
+                              fallback_reasons=t.fallback_reasons or not written)
+    val = build_examples(val_d, catalog, retriever, n, cfg.seed, t.max_val_examples, train=False, written=val_written,
+                         fallback_reasons=False)
+    log.info("%d reason targets (%d team-written)", len(examples.reason), sum(r.written for r in examples.reason))
     if not len(examples):
         raise TrainError(f"{train_path}: no usable recommendation turns (targets not in the catalog?)")
     hits = sum(e.retrieved for e in examples.rank)

@@ -51,3 +51,17 @@ def test_command_line(tmp_path, capsys):
     assert "kept 1" in capsys.readouterr().out
     assert json.loads((tmp_path / "o.jsonl").read_text())["id"] == FULL["id"]
     assert json.loads((tmp_path / "r.json").read_text())["kept"] == 1
+
+
+def test_books_are_checked_on_author_year_and_genre():
+    from chatrec.evaluation.crosscheck import KINDS, crosscheck
+
+    full = [{"id": "emma-1815", "key": "b1", "title": "Emma", "description": "d",
+             "attributes": {"year": 1815, "author": ["Jane Austen"], "genres": ["Classic", "Romance"], "keywords": ["k"]}},
+            {"id": "x-1900", "key": "b2", "title": "X", "description": "d",
+             "attributes": {"year": 1900, "author": ["A B"], "genres": ["Classic"], "keywords": ["k"]}}]
+    facts = [{"key": "b1", "year": 1815, "author": ["Jane Austen"], "genres": ["Romance"]},
+             {"key": "b2", "year": 1900, "author": ["C D"], "genres": ["Classic"]}]
+    out = crosscheck(full, facts, {}, KINDS["books"])
+    assert [r["id"] for r in out.kept] == ["emma-1815"] and out.dropped == {"author": 1}
+    assert out.kept[0]["attributes"]["genres"] == ["Romance"] and "cast" not in out.kept[0]["attributes"]

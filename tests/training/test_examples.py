@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 
 import pytest
@@ -7,7 +8,7 @@ from chatrec.prompting import AUDIO, LABELS, PromptTurn, rank_prompt
 from chatrec.reasons import fallback_reason
 from chatrec.retrieval import Query
 from chatrec.session import replay
-from chatrec.training.examples import build_examples, turn_examples
+from chatrec.training.examples import build_examples, load_reasons, turn_examples
 
 N = 6
 
@@ -64,12 +65,32 @@ def test_eval_examples_keep_retrieval_order(small_catalog, retriever):
     assert r.candidates == tuple(c.item.id for c in want) and r.label == -1
 
 
-def test_reason_target_is_the_grounded_fallback(small_catalog, retriever):
+def test_reason_target_without_written_reasons_is_the_fallback(small_catalog, retriever):
     d = dialogue("d-hit", "the-shining-1980", "Any scary horror films by Stanley Kubrick?")
-    _, reason = turn_examples(d, 1, small_catalog, retriever, N, seed=0)
-    want = fallback_reason(small_catalog.get("the-shining-1980"), "Any scary horror films by Stanley Kubrick?")
-    assert reason.target == " " + want + "\n"
+    _, [reason] = turn_examples(d, 1, small_catalog, retriever, N, seed=0)
+    want = fallback_reason(small_catalog.get("the-shining-1980"), "Any scary horror films by Stanley Kubrick?",
+                           schema=small_catalog.schema)
+    assert reason.target == " " + want + "\n" and not reason.written
     assert "Stanley Kubrick" in reason.target
+
+
+def test_written_reasons_are_the_targets_for_every_item_they_cover(small_catalog, retriever, tmp_path):
+    d = dialogue("d-hit", "the-shining-1980", "Any scary horror films by Stanley Kubrick?")
+    path = tmp_path / "reasons.jsonl"
+    path.write_text(json.dumps({"dialogue": "d-hit", "turn": 1, "item": "the-shining-1980", "author": "t",
+                                "reason": "You asked for Kubrick and scares: a snowbound hotel slowly turns on its keeper."})
+                    + "\n" + json.dumps({"dialogue": "d-hit", "turn": 1, "item": "alien-1979", "author": "t",
+                                         "reason": "Not Kubrick, but if scares are the point, Alien is a claustrophobic horror."})
+                    + "\n")
+    written = load_reasons([path])
+    _, reasons = turn_examples(d, 1, small_catalog, retriever, N, seed=0, written=written)
+    assert [r.source.rsplit(":", 1)[1] for r in reasons] == ["the-shining-1980", "alien-1979"]
+    assert all(r.written and r.target.endswith(".\n") for r in reasons)
+    assert "Alien" in reasons[1].prompt.splitlines()[0]  # the prompt is about the item the reason describes
+    # Turns without written reasons give no reason example unless the fallback is asked for.
+    other = dialogue("d-other", "the-shining-1980", "Any scary horror films by Stanley Kubrick?")
+    assert len(build_examples([d, other], small_catalog, retriever, N, 0, written=written, fallback_reasons=False).reason) == 2
+    assert len(build_examples([d, other], small_catalog, retriever, N, 0, written=written).reason) == 3
 
 
 def test_unknown_target_is_skipped(small_catalog, retriever):
