@@ -296,12 +296,14 @@ def title_claims(text: str, item: Item, catalog: Catalog, user_text: str, liked:
     """Other catalog titles, matched as written (case and word boundaries): 'the others' in a sentence is
     not The Others, and a one-word title opening a sentence ('Up close, ...') is a word."""
     _, titles = _names(catalog)
-    rest = text.replace(item.title, " ")
-    for p in sorted(item.people(), key=len, reverse=True):  # the title 'Amy' inside the item's 'Amy Adams'
-        rest = rest.replace(p, " ")
+    rest = text
     allowed = {norm(it.title) for it in liked} | {norm(item.title)}
+    # The item's own title, liked titles and the item's people first: 'Your Name' inside a liked
+    # 'Call Me by Your Name', the title 'Amy' inside the item's 'Amy Adams'.
+    for p in sorted([item.title, *(it.title for it in liked), *item.people()], key=len, reverse=True):
+        rest = rest.replace(p, " " * len(p))
     user_low = norm(user_text)
-    out = []
+    found: list[tuple[int, int, str]] = []
     for m in re.finditer(r"(?<![\w'’])\S+", rest):
         for t in titles.get(m.group(0).rstrip(".,;:!?)'\"’”"), ()) + titles.get(m.group(0), ()):
             end = m.start() + len(t)
@@ -309,14 +311,23 @@ def title_claims(text: str, item: Item, catalog: Catalog, user_text: str, liked:
                 continue
             if " " not in t and not _one_word_title(rest, m.start(), end):
                 continue
-            ok = bool(_find(user_low, t))
-            out.append(Claim("title", t, ok, "" if ok else f"names {t!r}, which the user neither liked nor named"))
-            break
+            found.append((m.start(), end, t))
+    out, taken = [], []
+    for start, end, t in sorted(found, key=lambda f: f[0] - f[1]):  # longest first: 'Mission: Impossible' over 'Impossible'
+        if any(a < end and start < b for a, b in taken):
+            continue
+        taken.append((start, end))
+        ok = bool(_find(user_low, t))
+        out.append(Claim("title", t, ok, "" if ok else f"names {t!r}, which the user neither liked nor named"))
     return out
 
 
-def year_claims(text: str, item: Item) -> list[Claim]:
+def year_claims(text: str, item: Item, catalog: Catalog | None = None) -> list[Claim]:
+    """Years and decades said of the item; titles that hold a number ('1917', 'Blade Runner 2049') are names."""
     out = []
+    if catalog is not None:
+        for t in _numbered_titles(catalog):
+            text = text.replace(t, " ")
     low = norm(text)
     for m in _YEAR.finditer(low):
         year, decade = int(m.group(1)), bool(m.group(2))
@@ -332,6 +343,11 @@ def year_claims(text: str, item: Item) -> list[Claim]:
             ok = item.year is not None and item.year // 10 * 10 == decade
             out.append(Claim("year", word, ok, "" if ok else f"{word} but the item is from {item.year}"))
     return out
+
+
+@lru_cache(maxsize=8)
+def _numbered_titles(catalog: Catalog) -> tuple[str, ...]:
+    return tuple(sorted({it.title for it in catalog if re.search(r"\d{4}", it.title)}, key=len, reverse=True))
 
 
 _NEGATION = re.compile(r"\b(?:not|no|nor|never|isn't|wasn't|rather than|instead of|less|without|neither|"
@@ -388,7 +404,7 @@ def check(text: str, item: Item, catalog: Catalog, user_text: str = "", liked: S
     claims = form_claims(text)
     claims += person_claims(text, item, catalog)
     claims += title_claims(text, item, catalog, user_text, liked)
-    claims += year_claims(text, item)
+    claims += year_claims(text, item, catalog)
     for sentence in sentences(text):
         for clause in _clauses(sentence):
             users = user_claims(clause, user_text, liked, sentence)

@@ -90,3 +90,14 @@ def test_sentences_keep_abbreviations_and_initials():
     assert complete("It is good. And then the") == "It is good."
     assert complete("No end here") == ""
     assert loops("a b c d e a b c d") and not loops("a b c d e f g h")
+
+
+def test_titles_inside_titles_and_years_inside_titles():
+    call = Item("call", "Call Me by Your Name", "", {"year": 2017, "genres": ["Romance"]})
+    name = Item("name", "Your Name", "", {"year": 2016, "genres": ["Animation"]})
+    war = Item("1917", "1917", "", {"year": 2019, "genres": ["War"], "director": ["Sam Mendes"]})
+    cat = Catalog([call, name, war, HEAT])
+    # A liked title that contains another title is the liked one; a year that is a title is a name.
+    assert check("Since you loved Call Me by Your Name, a 2016 anime.", name, cat, "more", [call]).ok
+    assert check("After 1917, Sam Mendes's 2019 war film, ...", war, cat, "war").ok
+    assert check("Like 1917, it is a 1995 thriller.", HEAT, cat, "I loved 1917").ok

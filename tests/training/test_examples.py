@@ -90,7 +90,8 @@ def test_written_reasons_are_the_targets_for_every_item_they_cover(small_catalog
     # Turns without written reasons give no reason example unless the fallback is asked for.
     other = dialogue("d-other", "the-shining-1980", "Any scary horror films by Stanley Kubrick?")
     assert len(build_examples([d, other], small_catalog, retriever, N, 0, written=written, fallback_reasons=False).reason) == 2
-    assert len(build_examples([d, other], small_catalog, retriever, N, 0, written=written).reason) == 3
+    with_fallback = build_examples([d, other], small_catalog, retriever, N, 0, written=written).reason
+    assert len(with_fallback) == 2 + 3 and sum(r.written for r in with_fallback) == 2  # d's turn 3, other's 1 and 3
 
 
 def test_unknown_target_is_skipped(small_catalog, retriever):
