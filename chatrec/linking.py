@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import Indel
 
 from .catalog import PERSON_KEYS, Catalog
 
@@ -27,6 +28,7 @@ CUES = frozenset("seen saw watched rewatched loved love liked like enjoyed adore
 FUZZY_MIN_CHARS = 8  # typos are forgiven only in titles / names at least this long
 FUZZY_RATIO = 88.0  # rapidfuzz ratio (0-100) a misspelt span needs
 WORD_RATIO = 75.0  # ... and each of its words against the title's word in the same place
+SHORT_WORD = 5  # words shorter than this must be spelt right (one letter changes a short word)
 MIN_SCORE = 0.7  # links below this confidence are dropped
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -141,6 +143,8 @@ class Linker:
             dated = [(item_id, score) for item_id, score in exact if year is not None and self.years[item_id] == year]
             # "Heat (1995)": a matching year marks the words as a title and picks among remakes
             weight = 1.0 if len(content) > 1 or dated else self._single_word_weight(text, toks, i, n)
+            if not dated and _described(text, toks, i, n):
+                weight = 0.0  # "a love story", "a quiet man": a description in lower case, not a name
             for item_id, score in dated or exact:
                 yield Mention("title", item_id, start, end, score * weight)
             return
@@ -199,8 +203,22 @@ def _by_length(forms) -> dict[int, dict[str, tuple[str, ...]]]:
 
 def _word_by_word(said: tuple[str, ...], name: tuple[str, ...]) -> bool:
     """A typo changes letters, not words: every word must be close to its counterpart ("thing and" is not
-    "thin man", "7 days later" is not "28 days later")."""
-    return len(said) == len(name) and all(fuzz.ratio(a, b) >= WORD_RATIO for a, b in zip(said, name, strict=True))
+    "thin man", "7 days later" is not "28 days later"), and a short word must be exact: one letter turns
+    "they love" into "they live" and "last weekend" into "lost weekend". A short word may only gain or
+    lose a letter ("nemmo", "mann"), which is how people mistype them."""
+    return len(said) == len(name) and all(
+        a == b or (fuzz.ratio(a, b) >= WORD_RATIO if min(len(a), len(b)) >= SHORT_WORD else Indel.distance(a, b) <= 1)
+        for a, b in zip(said, name, strict=True))
+
+
+_DETERMINERS = frozenset("a an another some any this that my our his her their your such".split())
+
+
+def _described(text: str, toks: list[_Token], i: int, n: int) -> bool:
+    """A span written in lower case right after a determiner that is not part of the title ("a love
+    story", "a cold war spy novel") describes something; a name is capitalised ("a Love Story rewatch")."""
+    span = text[toks[i].start:toks[i + n - 1].end]
+    return i > 0 and toks[i - 1].norm in _DETERMINERS and span == span.lower()
 
 
 def _year_after(text: str, pos: int) -> int | None:

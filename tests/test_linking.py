@@ -84,3 +84,19 @@ def test_a_typo_changes_letters_not_words(small_catalog):
     assert linker.link("just watched the thing and i'm obsessed") == []
     assert linker.link("the one where you die 7 days later") == []
     assert [m.key for m in linker.link("loved the thin mann")] == ["the-thin-man-1934"]
+
+
+def test_descriptions_and_one_letter_changes_are_not_titles():
+    from chatrec.catalog import Catalog, Item
+    from chatrec.linking import Linker
+
+    cat = Catalog([Item("ls", "Love Story", attributes={"year": 1970}), Item("tl", "They Live", attributes={"year": 1988}),
+                   Item("lw", "The Lost Weekend", attributes={"year": 1945}), Item("qm", "The Quiet Man", attributes={"year": 1952})])
+    linker = Linker(cat)
+    keys = lambda text: [m.key for m in linker.link(text)]  # noqa: E731
+    assert keys("something with a love story at its heart") == []
+    assert keys("they love slapstick") == [] and keys("we went camping last weekend") == []
+    assert keys("she is such a quiet man kind of person") == []
+    # Names still link: capitalised, without the determiner, or with a small typo in a long word.
+    assert keys("I loved Love Story") == ["ls"] and keys("we watched love story twice") == ["ls"]
+    assert keys("have you seen They Live?") == ["tl"] and keys("the lost weeknd was great") == ["lw"]
