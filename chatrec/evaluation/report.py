@@ -310,6 +310,8 @@ def write_report(
         f"- model: {header['model']}; adapter: {header['adapter']['note']}",
         f"- config {header['config_hash']}, catalog {header['catalog']['hash'][:16]}, seed {header['seeds']['config']}",
     ]
+    notes += [f"- {m.name}: model reasons not shown, by first failed check: {m.reasons.raw_failures}"
+              for m in metrics if m.reasons and m.reasons.raw_failures]
     notes += [f"- skipped {s['where']}: {s['reason']}" for s in counts.dialogues_skipped + counts.turns_skipped]
     (out / "report.md").write_text(f"# chatrec eval\n\n{table}\n\n" + "\n".join(notes) + "\n", encoding="utf-8")
     write_plots(out, metrics, runs)

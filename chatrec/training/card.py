@@ -43,11 +43,17 @@ def model_card(manifest: Manifest, cfg: Config) -> str:
     data = dict(t.get("data") or {})
     authors = data.pop("authors", {})
     files = data.pop("files", {})
+    reason_files = data.pop("reason_files", {})
+    reason_authors = data.pop("reason_authors", {})
     provenance = ""
     if files:
         provenance = ("\n## Training data\n\n" + "".join(f"- `{f}`: {n} dialogues\n" for f, n in files.items())
                       + "- dialogues per author (`meta.author`; the source for generated rows): "
                       + ", ".join(f"{a} {n}" for a, n in authors.items()) + "\n")
+    if reason_files:
+        provenance += ("".join(f"- reasons `{f}`: {n} team-written reasons, each checked claim by claim\n"
+                               for f, n in reason_files.items())
+                       + "- reasons per author: " + ", ".join(f"{a} {n}" for a, n in reason_authors.items()) + "\n")
     init = t.get("init_adapter")
     started = (f"- started from the LoRA of `{init['path']}` ({init['steps']} steps, {init['seconds']:.0f} s, "
                f"prompts sha256 `{init['prompts_sha256']}`)\n" if init else "")
@@ -74,5 +80,6 @@ Not trained:
 `retrieval_recall@k` is retrieval's own order on the same candidates; `candidates_recall` is how often the
 ground truth was among them at all (an upper bound for the LLM).
 
-Reasons at inference are checked against the catalog; this adapter was trained on fact-only reasons.
+Reasons at inference are checked claim by claim against the catalog and the conversation (`chatrec.claims`);
+{"this adapter was trained on team-written reasons." if reason_files else "this adapter was trained on fact-only (template) reasons."}
 {provenance}"""

@@ -11,6 +11,7 @@ optimizer moments are safetensors, the rest JSON.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import random
 import shutil
@@ -306,7 +307,13 @@ def data_provenance(cfg: Config, train_paths: Sequence[Path]) -> dict[str, dict[
         ds = load_dialogues(p, catalog).dialogues
         files[p.name] = len(ds)
         authors.update(str(d.meta.get("author") or d.source) for d in ds)
-    return {"files": files, "authors": dict(authors.most_common())}
+    out: dict = {"files": files, "authors": dict(authors.most_common())}
+    if cfg.train.reasons:  # who wrote the reason targets
+        rows = [json.loads(x) for v in cfg.train.reasons for x in reason_path(v).read_text(encoding="utf-8").splitlines()
+                if x.strip()]
+        out["reason_files"] = {v: len(reason_path(v).read_text(encoding="utf-8").splitlines()) for v in cfg.train.reasons}
+        out["reason_authors"] = dict(Counter(r["author"] for r in rows).most_common())
+    return out
 
 
 def write_bundle(cfg: Config, lm: ChatLM, identity: str, state: RunState, seconds: float, metrics: dict,
