@@ -72,9 +72,11 @@ def _people(item: Item, schema: Schema, kind: str, skip: frozenset[str] = frozen
     return None
 
 
-def describe(item: Item, schema: Schema, skip: frozenset[str] = frozenset()) -> str:
-    """'Groundhog Day (1993) is a comedy and fantasy film directed by Harold Ramis, starring Bill Murray.'"""
-    genres = [g.lower() for g in item.values("genres")[:2]]
+def describe(item: Item, schema: Schema, skip: frozenset[str] = frozenset(), first: str = "") -> str:
+    """'Groundhog Day (1993) is a comedy and fantasy film directed by Harold Ramis, starring Bill Murray.'
+    ``first``: a genre to name first (the one the user asked for)."""
+    genres = sorted(item.values("genres"), key=lambda g: g.lower() != first.lower())
+    genres = [g.lower() for g in genres[:2]]
     noun = f"{' and '.join(genres)} {schema.item_noun}" if genres else schema.item_noun
     text = f"{item.title}{f' ({item.year})' if item.year else ''} is {_article(noun)} {noun}"
     creator = _people(item, schema, "creator", skip)
@@ -99,7 +101,7 @@ def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
     asked = [g for w, g in GENRE_WORDS.items() if _mentions(low, w) and g.lower() in genres]
     asked += [g for g in item.values("genres") if _mentions(low, g) and g not in asked]
     if asked:
-        out.append(f"you asked for {_article(asked[0])} {asked[0].lower()}")
+        out.append(f"you asked for {asked[0].lower()}")
     for kw in item.values("keywords") + item.values("tags"):
         if len(kw) > 3 and _mentions(low, kw):
             out.append(f"you mentioned {kw}, one of its themes")
@@ -134,7 +136,8 @@ def fallback_reason(item: Item, user_text: str, liked: Sequence[Item] = (), sche
     found = hooks(item, user_text, liked)
     # A person the hook names is not named again in the description.
     skip = frozenset(p for p in item.people() if found and p in found[0])
-    body = describe(item, schema, skip)
+    asked = next((g for g in item.values("genres") if found and found[0].endswith(g.lower())), "")
+    body = describe(item, schema, skip, asked)
     pick = int(hashlib.sha256(f"{item.id}|{user_text}".encode()).hexdigest(), 16)
     if found:
         hook = found[0]
