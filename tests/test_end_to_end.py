@@ -16,11 +16,17 @@ def real(tmp_path_factory):
 
 
 def _facts_are_true(rec, answer):
+    """Every shown reason is complete and passes the claim checker; the facts it lists are the item's."""
+    from chatrec import claims
+
+    liked = [rec.catalog.get(i) for i in answer.session.liked if i in rec.catalog]
     for r in answer.recommendations:
         item = rec.catalog.get(r.item_id)
         facts = {f"{k}: {v}" for k, v in item.facts()}
-        assert r.reason.strip(), r
-        assert r.facts_used and set(r.facts_used) <= facts, (r.reason, r.facts_used)
+        assert r.reason.strip() and r.reason.rstrip()[-1] in ".!?", r
+        assert set(r.facts_used) <= facts, (r.reason, r.facts_used)
+        verdict = claims.check(r.reason, item, rec.catalog, answer.session.user_text(), liked)
+        assert verdict.ok, (r.reason, verdict.false)
 
 
 def test_three_turn_conversation_and_restart(real):

@@ -11,7 +11,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML or YAML config file")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="overrides, e.g. --set ranking.top_k=3 model.threads=1 (or --set repeated)")
-    p.add_argument("--catalog", help="catalog .jsonl/.csv (default: packaged demo films)")
+    p.add_argument("--catalog", help="catalog .jsonl/.csv, or a packaged one: films (the default), books")
     p.add_argument("--llm", help="HF causal-LM id or local directory (default: packaged Gemma 3 270M)")
     p.add_argument("--embedder", help="sentence-transformers id or path (default: packaged MiniLM)")
     p.add_argument("--adapter", help="adapter name under adapters/ or a directory")

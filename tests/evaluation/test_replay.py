@@ -159,6 +159,7 @@ def test_real_models_table_has_all_systems(tmp_path, capsys):
     main = next(iter(report["systems"].values()))
     assert report["model"] and main["reasons"]["n"] == 5 * report["counts"]["turns_evaluated"]
     assert 0.0 <= main["reasons"]["model_written"] <= 1.0 and main["reasons"]["tokens_per_turn"] > 0
+    assert main["reasons"]["false_claims"] == 0 and main["reasons"]["broken"] == 0  # never shown
     assert not any(v is not None and math.isnan(v) for v in main["recall"].values())
 
 
