@@ -147,7 +147,7 @@ def loops(text: str, n: int = 4) -> bool:
     return len(grams) != len(set(grams))
 
 
-def form_claims(text: str) -> list[Claim]:
+def form_claims(text: str, title: str = "") -> list[Claim]:
     t = text.strip()
     out = []
     if not t:
@@ -156,7 +156,7 @@ def form_claims(text: str) -> list[Claim]:
         out.append(Claim("form", t[:40], False, f"longer than {MAX_WORDS} words"))
     if any(a in t for a in _ARTEFACTS):
         out.append(Claim("form", t[:40], False, "prompt artefacts"))
-    parts = sentences(t)
+    parts = sentences(t.replace(title, "Title") if title else t)  # "I Know Where I'm Going!" is a name
     if not _SENTENCE_END.search(t[-3:] + " "):
         out.append(Claim("form", t[-30:], False, "cut off mid-sentence"))
     if len(parts) > 2:
@@ -323,11 +323,15 @@ def title_claims(text: str, item: Item, catalog: Catalog, user_text: str, liked:
 
 
 def year_claims(text: str, item: Item, catalog: Catalog | None = None) -> list[Claim]:
-    """Years and decades said of the item; titles that hold a number ('1917', 'Blade Runner 2049') are names."""
+    """Years and decades said of the item; titles that hold a number ('1917', 'Blade Runner 2049') are names,
+    and a year or decade the item's own premise or keywords state ('in 1943', 'the sixties') is true by the card."""
     out = []
     if catalog is not None:
         for t in _numbered_titles(catalog):
             text = text.replace(t, " ")
+    card = norm(" ".join([item.description, *item.values("keywords")]))
+    for phrase in set(re.findall(r"(?:(?:early|mid|late)-)?(?:1[89]\d\d|20\d\d)s?|['’]?\d0s|the \w+ties", card)):
+        text = re.sub(rf"(?<!\w){re.escape(phrase)}(?!\w)", " ", text, flags=re.IGNORECASE)
     low = norm(text)
     for m in _YEAR.finditer(low):
         year, decade = int(m.group(1)), bool(m.group(2))
@@ -390,6 +394,7 @@ def user_claims(clause: str, user_text: str, liked: Sequence[Item], sentence: st
     words = content_words(re.sub(_USER_CLAIM, " ", clause))
     backed = [w for w in words if w in said or _stem(w) in stems
               or (_GENRE_CLAIMS.get(w) or _GENRE_USER.get(w)) in user_genres]
+    backed += [t for t, g in (*_GENRE_CLAIMS.items(), *_GENRE_USER.items()) if g in user_genres and _find(low, t)]
     if backed:
         return [Claim("user", clause.strip(), True)]
     return [Claim("user", clause.strip(), False, "says the user asked for or liked something they did not")]
@@ -401,7 +406,7 @@ def _clauses(text: str) -> list[str]:
 
 def check(text: str, item: Item, catalog: Catalog, user_text: str = "", liked: Sequence[Item] = ()) -> ClaimCheck:
     """Every claim ``text`` makes about ``item`` and about the user, each with its verdict."""
-    claims = form_claims(text)
+    claims = form_claims(text, item.title)
     claims += person_claims(text, item, catalog)
     claims += title_claims(text, item, catalog, user_text, liked)
     claims += year_claims(text, item, catalog)

@@ -101,3 +101,17 @@ def test_titles_inside_titles_and_years_inside_titles():
     assert check("Since you loved Call Me by Your Name, a 2016 anime.", name, cat, "more", [call]).ok
     assert check("After 1917, Sam Mendes's 2019 war film, ...", war, cat, "war").ok
     assert check("Like 1917, it is a 1995 thriller.", HEAT, cat, "I loved 1917").ok
+
+
+def test_the_fallback_kinds_of_sentence_pass():
+    war = Item("cas", "Come and See", "A village boy joins the partisans in 1943 and sees the horrors of the late-1960s... no.",
+               {"year": 1985, "genres": ["War", "Drama"], "director": ["Elem Klimov"], "cast": ["Aleksei Kravchenko"]})
+    going = Item("ikw", "I Know Where I'm Going!", "A young woman is stranded by storms on her way to marry.",
+                 {"year": 1945, "genres": ["Romance"], "director": ["Michael Powell"], "cast": ["Wendy Hiller"]})
+    gravity = Item("g", "Gravity", "", {"year": 2013, "genres": ["Science Fiction"], "cast": ["Sandra Bullock"]})
+    cat = Catalog([war, going, gravity])
+    # A year the premise states is true by the card; a title's '!' is no sentence end; 'sci-fi' asked is science fiction.
+    assert check("Come and See (1985) is a war film. A village boy joins the partisans in 1943.", war, cat).ok
+    assert not check("Come and See is set in 1950.", war, cat).ok
+    assert check("I Know Where I'm Going! (1945) is a romance film. A young woman is stranded by storms.", going, cat).ok
+    assert check("You asked for science fiction: Gravity (2013) stars Sandra Bullock.", gravity, cat, "some sci-fi").ok
