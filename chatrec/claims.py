@@ -400,6 +400,44 @@ def user_claims(clause: str, user_text: str, liked: Sequence[Item], sentence: st
     return [Claim("user", clause.strip(), False, "says the user asked for or liked something they did not")]
 
 
+_AS_ROLE = re.compile(r"^\s+as\s+(?:(?:a|an|the|his|her|their)\s+)?((?:[\w'-]+\s*){1,4})", re.IGNORECASE)
+_DENIAL = re.compile(r"\b(?:not|no|never|isn't|wasn't|without|nothing)\s+(?:(?:a|an|the|about|really|too|very|so|at all)\s+)*"
+                     r"([\w'-]+(?:\s+[\w'-]+)?)", re.IGNORECASE)
+
+
+def character_claims(text: str, item: Item) -> list[Claim]:
+    """"Bill Murray as a weatherman": the card lists cast, not who plays whom, so only the first-billed lead may
+    be given a part, and the part's words must be in the premise."""
+    out = []
+    cast = item.values("cast")
+    premise = content_words(" ".join([item.description, *item.values("keywords")]))
+    for i, name in enumerate(cast):
+        for m in re.finditer(rf"(?<!\w){re.escape(name)}(?:['’]s)?(?!\w)", text):
+            part = _AS_ROLE.match(text[m.end():])
+            if not part:
+                continue
+            words = content_words(part.group(1))
+            ok = i == 0 and bool(words & premise or {_stem(w) for w in words} & {_stem(w) for w in premise})
+            out.append(Claim("role", f"{name} as {part.group(1).strip()}", ok,
+                             "" if ok else f"the card does not say {name} plays {part.group(1).strip()}"))
+    return out
+
+
+def denial_claims(text: str, item: Item) -> list[Claim]:
+    """"It's not about ice" of Frozen: denying what the card states is false."""
+    card_text = " ".join([item.description, *item.values("keywords"), *item.values("genres")])
+    card, card_low = content_words(card_text), norm(card_text)
+    out = []
+    for m in _DENIAL.finditer(text):
+        if norm(m.group(0)) in card_low:  # "with no memory of the night" repeats the premise, it denies nothing
+            continue
+        words = content_words(m.group(1))
+        hit = words & card
+        if hit:
+            out.append(Claim("denial", m.group(0), False, f"denies {sorted(hit)[0]!r}, which the card states"))
+    return out
+
+
 def _clauses(text: str) -> list[str]:
     return [c for c in re.split(r"[;:,.!?]\s+|\s+[-–—]\s+|[;:.!?]$", text) if c.strip()]
 
@@ -410,6 +448,8 @@ def check(text: str, item: Item, catalog: Catalog, user_text: str = "", liked: S
     claims += person_claims(text, item, catalog)
     claims += title_claims(text, item, catalog, user_text, liked)
     claims += year_claims(text, item, catalog)
+    claims += character_claims(text, item)
+    claims += denial_claims(text, item)
     for sentence in sentences(text):
         for clause in _clauses(sentence):
             users = user_claims(clause, user_text, liked, sentence)

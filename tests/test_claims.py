@@ -115,3 +115,13 @@ def test_the_fallback_kinds_of_sentence_pass():
     assert not check("Come and See is set in 1950.", war, cat).ok
     assert check("I Know Where I'm Going! (1945) is a romance film. A young woman is stranded by storms.", going, cat).ok
     assert check("You asked for science fiction: Gravity (2013) stars Sandra Bullock.", gravity, cat, "some sci-fi").ok
+
+
+def test_parts_and_denials_need_the_card():
+    # Only the first-billed lead may be given a part, and the part must be in the premise.
+    assert verdict("Bill Murray as a weatherman relives one day.", user="funny").ok
+    assert not verdict("Andie MacDowell as a weatherman relives one day.", user="funny").ok
+    assert not verdict("Bill Murray as a pirate captain.", user="funny").ok
+    # Denying what the card states is false; denying what it does not say is not checked.
+    assert not verdict("A comedy, but not about a time loop.", user="funny").ok
+    assert verdict("Not a western: a comedy about one small-town day.", user="funny").ok
