@@ -88,6 +88,17 @@ def describe(item: Item, schema: Schema, skip: frozenset[str] = frozenset(), fir
     return text
 
 
+_AVOIDS = re.compile(r"\b(?:not|no|nothing|never|without|avoid\w*|hate\w*|can't stand|don't like|dislike\w*|"
+                     r"scared of|too)\b(?:\W+\w+){0,3}\W*$")
+
+
+def _wanted(low: str, phrase: str) -> bool:
+    """``phrase`` is in the user's words and not as something they avoid ("no horror", "hate ghosts")."""
+    return any(not _AVOIDS.search(low[max(0, m.start() - 40):m.start()]) and
+               not re.match(r"\W*(?:gives? me nightmares|scares? me|is too|are too)", low[m.end():m.end() + 25])
+               for m in re.finditer(rf"(?<!\w){re.escape(norm(phrase))}(?!\w)", low))
+
+
 def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
     """True statements linking the item to what this user wrote or liked, strongest first."""
     low = norm(user_text)
@@ -98,12 +109,12 @@ def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
                 out.append(f"you mentioned {p}, who {'directed' if key == 'director' else 'made' if kind == 'creator' else 'stars in'} it"
                            if key != "author" else f"you mentioned {p}, who wrote it")
     genres = {g.lower() for g in item.values("genres")}
-    asked = [g for w, g in GENRE_WORDS.items() if _mentions(low, w) and g.lower() in genres]
-    asked += [g for g in item.values("genres") if _mentions(low, g) and g not in asked]
+    asked = [g for w, g in GENRE_WORDS.items() if _wanted(low, w) and g.lower() in genres]
+    asked += [g for g in item.values("genres") if _wanted(low, g) and g not in asked]
     if asked:
         out.append(f"you asked for {asked[0].lower()}")
     for kw in item.values("keywords") + item.values("tags"):
-        if len(kw) > 3 and _mentions(low, kw):
+        if len(kw) > 3 and _wanted(low, kw):
             out.append(f"you mentioned {kw}, one of its themes")
             break
     for other in liked:

@@ -94,3 +94,10 @@ def test_reason_grounding(catalog, text, grounded):
 def test_facts_in():
     assert facts_in("Michael Mann's 1995 heist film with Al Pacino", HEAT) == (
         "year: 1995", "director: Michael Mann", "cast: Al Pacino", "keywords: heist")
+
+
+def test_no_hook_on_what_the_user_avoids():
+    assert "you asked for" not in fallback_reason(HEAT, "no thrillers please, something calm").lower()
+    assert "you asked for" not in fallback_reason(HEAT, "thrillers give me nightmares").lower()
+    assert "heist" not in fallback_reason(HEAT, "I hate heist movies").split(":")[0].lower()
+    assert "ou asked for thriller" in fallback_reason(HEAT, "a tense thriller, not a comedy")
