@@ -85,29 +85,28 @@ def test_image_without_clip_weights_is_refused_clearly(real, tmp_path):
     assert any("--clip-pretrained" in n for n in ans.notes)
 
 
-def test_shipped_adapter_is_loaded_and_changes_the_ranking(real):
-    """On known dialogues (the first 30 validation turns) the adapter puts the ground truth first more often."""
-
+def test_shipped_adapter_is_loaded_and_improves_the_ranking_on_peoples_words(real):
+    """On the first 40 human validation dialogues the shipped pipeline (adapter + retrieval prior) puts the ground
+    truth first more often than the same pipeline without the adapter (llm-base). Measured 2026-12-07 on 60
+    dialogues: R@1 0.323 vs 0.240. (The stage-4 LLM scored alone no longer beats the base model's argmax on the
+    template split: it is trained as a correction to retrieval's order on people's words.)"""
     from chatrec.adapter import ADAPTERS_DIR
     from chatrec.evaluation.dialogues import load_dialogues
-    from chatrec.evaluation.replay import DATA
-    from chatrec.training.examples import build_examples
+    from chatrec.evaluation.replay import DATA, Counts, build_systems, replay_dialogues
+    from chatrec.evaluation.report import summarize
 
     if not (ADAPTERS_DIR / "default" / "manifest.json").is_file():
         pytest.skip("no shipped default adapter")
     rec, _ = real
     assert hasattr(rec.lm.lm, "peft_config") and rec.adapter.loaded and not rec.adapter.untuned
-    val = load_dialogues(DATA / "val.jsonl", rec.catalog).dialogues[:30]
-    ex = [e for e in build_examples(val, rec.catalog, rec.retriever, rec.cfg.retrieval.n_candidates, 0, train=False).rank
-          if e.label >= 0]
-    tuned = [rec.lm.rank(e.prompt, e.n_labels) for e in ex]
-    with rec.lm.lm.disable_adapter():
-        base = [rec.lm.rank(e.prompt, e.n_labels) for e in ex]
-    tuned_hits = sum(int(t.argmax()) == e.label for t, e in zip(tuned, ex, strict=True))
-    base_hits = sum(int(b.argmax()) == e.label for b, e in zip(base, ex, strict=True))
-    assert len(ex) >= 20
-    assert tuned_hits > base_hits, (tuned_hits, base_hits)
-    assert any(int(t.argmax()) != int(b.argmax()) for t, b in zip(tuned, base, strict=True))
+    dialogues = load_dialogues(DATA / "human_val.jsonl", rec.catalog).dialogues[:40]
+    systems = build_systems(rec, ["llm-base"], dialogues)
+    counts = Counts()
+    runs = replay_dialogues(systems, dialogues, reasons=False, counts=counts, progress=False)
+    tuned, base = (summarize(runs[s.name]) for s in systems)
+    assert counts.turns_evaluated >= 40 and tuned.n_targets == base.n_targets
+    assert tuned.recall[1] > base.recall[1], (tuned.recall[1], base.recall[1])
+    assert runs[systems[0].name].rankings != runs[systems[1].name].rankings  # the adapter changes the order
 
 
 def test_book_catalog_speaks_of_books_and_reasons_hold(tmp_path):
