@@ -56,7 +56,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("files", nargs="+", type=Path, help="rankings.jsonl files of one or more runs")
     ap.add_argument("--main", help="the system the others are compared with (default: the first)")
     args = ap.parse_args(argv)
-    runs = load_runs(args.files)
+    try:
+        runs = load_runs(args.files)
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise SystemExit(f"compare: cannot read rankings ({type(e).__name__}: {e}); give rankings.jsonl files of chatrec eval runs")
+    if not runs:
+        raise SystemExit("compare: the files hold no rankings")
     systems = paired_runs(runs)
     if args.main:
         systems.sort(key=lambda r: r.name != args.main)

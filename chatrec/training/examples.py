@@ -67,10 +67,14 @@ def load_reasons(paths: Sequence[Path]) -> dict[tuple[str, int], list[tuple[str,
     """Team-written reasons (rows: dialogue, turn, item, reason, author) keyed by turn."""
     out: dict[tuple[str, int], list[tuple[str, str]]] = {}
     for path in paths:
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            if line.strip():
+        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
                 r = json.loads(line)
                 out.setdefault((r["dialogue"], int(r["turn"])), []).append((r["item"], r["reason"]))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{path}:{n}: not a reason row (dialogue, turn, item, reason): {e}") from None
     return out
 
 

@@ -366,8 +366,11 @@ def load_examples(cfg: Config, train_paths: Sequence[Path], val_path: Path):
     retriever = Retriever(catalog, embedder, vectors, cfg.retrieval)
     n = cfg.retrieval.n_candidates
     t0 = time.perf_counter()
-    written = load_reasons([reason_path(v) for v in t.reasons]) if t.reasons else None
-    val_written = load_reasons([reason_path(t.val_reasons)]) if t.val_reasons else None
+    try:
+        written = load_reasons([reason_path(v) for v in t.reasons]) if t.reasons else None
+        val_written = load_reasons([reason_path(t.val_reasons)]) if t.val_reasons else None
+    except ValueError as e:
+        raise TrainError(str(e)) from None
     examples = build_examples(train_d, catalog, retriever, n, cfg.seed, t.max_examples, written=written,
                               fallback_reasons=t.fallback_reasons or not written)
     val = build_examples(val_d, catalog, retriever, n, cfg.seed, t.max_val_examples, train=False, written=val_written,

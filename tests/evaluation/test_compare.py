@@ -22,3 +22,14 @@ def test_runs_are_paired_on_shared_turns_and_compared(tmp_path, capsys):
     main([str(a), str(b), "--main", "base"])
     out = capsys.readouterr().out
     assert "2 turns scored by all 2 systems" in out and "| base minus |" in out
+
+
+def test_unreadable_file_is_one_line(tmp_path):
+    import pytest
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    with pytest.raises(SystemExit, match="cannot read rankings"):
+        main([str(bad)])
+    with pytest.raises(SystemExit, match="cannot read rankings"):
+        main([str(tmp_path / "missing.jsonl")])

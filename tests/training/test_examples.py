@@ -117,3 +117,10 @@ def test_history_that_inference_refuses_skips_the_turn(small_catalog, retriever)
     # with no list at all, "#1" is ordinary text and the turn is kept
     kept = replace(d, turns=(Turn("user", "more like #1"), *d.turns[1:]))
     assert build_examples([kept], small_catalog, retriever, N, seed=0).skipped == 0
+
+
+def test_bad_reason_row_names_file_and_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"dialogue": "d", "turn": 1, "item": "x", "reason": "ok."}\n{"dialogue": "d"}\n')
+    with pytest.raises(ValueError, match=r"r.jsonl:2: not a reason row"):
+        load_reasons([path])
