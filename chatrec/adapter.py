@@ -142,6 +142,12 @@ def load_adapter(model, base_identity: str, name: str):
     manifest = read_manifest(path)
     check_compatible(manifest, base_identity, path)
     if manifest.lora:
+        # peft would fall back to adapter_model.bin, a pickle that can run code on load: safetensors only.
+        if not (path / "adapter_model.safetensors").is_file():
+            pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt"))
+            raise AdapterError(f"{path}: no adapter_model.safetensors" + (
+                f" ({', '.join(pickles)} refused: pickled weights can run code when loaded; convert to safetensors)"
+                if pickles else ""))
         try:
             model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
         except Exception as e:  # peft raises several types for a bad file

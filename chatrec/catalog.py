@@ -7,11 +7,15 @@ field, so a catalog is either loaded whole or not at all.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
+import math
+import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,112 @@ SCHEMA_SUFFIX = ".schema.json"  # optional sidecar next to a catalog file: item 
 
 class CatalogError(ValueError):
     """A catalog file that cannot be loaded; the message names file, line and field."""
+
+
+@dataclass(frozen=True)
+class CatalogLimits:
+    """Upper bounds :func:`load_catalog` enforces, so that a broken or hostile file is refused in one line
+    within milliseconds instead of costing gigabytes and minutes (a 50 MB description once took 6.3 GB).
+
+    The defaults are far above real catalogs (the demo films: rows <= 0.6 kB, titles <= 83 characters,
+    descriptions <= 191, <= 16 attribute values an item) and far below what hurts.
+    """
+
+    # One JSONL line or CSV record, in bytes. Lines are read with a bounded readline, so this is also the
+    # most one row can cost in memory before it is refused; 100 kB is ~150x the largest demo row.
+    max_row_bytes: int = 100_000
+    # An item id: a key in the index, in saved sessions and in every log line; ids are short slugs.
+    max_id_chars: int = 300
+    # A title is shown on every card and in every candidate line of the ranking prompt.
+    max_title_chars: int = 300
+    # The description goes into each candidate's prompt line and its embedding (both truncate far below
+    # this); 5,000 characters is a long paragraph, ~1,200 tokens.
+    max_description_chars: int = 5_000
+    # All attribute values of one item together (a scalar counts 1, a list its length): facts(), text(),
+    # the linker and the claim checker go over every value of every shown item on every turn.
+    max_attribute_values: int = 200
+    # One attribute value or attribute name (a genre, a person, a keyword): these are names, not texts.
+    max_value_chars: int = 500
+    # An image or audio path or URL (signed URLs can be long; paths are limited to 4 kB by most systems).
+    max_media_chars: int = 2_000
+    # Items in one catalog: each costs ~1.5 kB of float32 embedding (384 dims) plus its text, so 5M items
+    # are ~10 GB of index, more than this project should ever build by accident.
+    max_items: int = 5_000_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"CatalogLimits.{f.name} must be a positive integer, got {v!r}")
+
+
+DEFAULT_LIMITS = CatalogLimits()
+# Integers in a JSON catalog longer than this are refused: years, counts and prices are short, and Python
+# itself refuses integers over 4,300 digits with a ValueError that would otherwise escape.
+_MAX_NUMBER_CHARS = 100
+# A schema sidecar holds a noun and a few attribute names; anything near this size is not one.
+_MAX_SIDECAR_BYTES = 1_000_000
+
+# Leading bytes of the media formats a catalog may point at; checked at load on the first bytes only
+# (a catalog can name a million pictures: decoding them is the encoders' job, not the loader's).
+_MAGIC_HEAD_BYTES = 16
+
+
+def _is_image_head(head: bytes) -> bool:
+    return (
+        head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM"))
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    )
+
+
+def _is_audio_head(head: bytes) -> bool:
+    return (
+        (head[:4] == b"RIFF" and head[8:12] == b"WAVE")
+        or head.startswith((b"fLaC", b"OggS", b"ID3"))
+        or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)  # MPEG audio frame sync
+    )
+
+
+_MEDIA_SNIFFERS = {"image": (_is_image_head, "an image (PNG, JPEG, GIF, WebP or BMP)"),
+                   "audio": (_is_audio_head, "audio (WAV, FLAC, Ogg or MP3)")}
+
+
+def media_kind_ok(path: str | os.PathLike, kind: str) -> bool:
+    """True when the file at ``path`` starts like ``kind`` ("image" or "audio"); reads 16 bytes."""
+    try:
+        with open(path, "rb") as f:
+            return _MEDIA_SNIFFERS[kind][0](f.read(_MAGIC_HEAD_BYTES))
+    except (OSError, ValueError):
+        return False
+
+
+def media_path_ok(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """True when local media ``path`` (relative paths are taken relative to ``root``) lies inside ``root``
+    once symlinks and ``..`` are resolved.
+
+    The loader refuses such paths already; the UI calls this again right before it reads a file (defence
+    in depth: the catalog, a symlink or a session may have changed since). URLs are not local paths: False.
+    """
+    if isinstance(path, str) and (not path or path.startswith(("http://", "https://"))):
+        return False
+    try:
+        base = Path(root).resolve()
+        p = Path(path)
+        return (p if p.is_absolute() else base / p).resolve().is_relative_to(base)
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+        return False
+
+
+def _short(value: Any, n: int = 80) -> str:
+    """repr of a value for a one-line message: quotes and escapes newlines, cut to ``n`` characters."""
+    r = repr(value)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def _clip(text: str, n: int = 160) -> str:
+    """An exception's text for a one-line message: newlines flattened, cut to ``n`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -138,9 +248,15 @@ class Schema:
         """The sidecar's fields over the inferred ones; a bad sidecar is a CatalogError naming the field."""
         base = cls.infer(items)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise CatalogError(f"{path}: cannot read catalog schema ({e})") from None
+            with path.open("rb") as f:
+                raw = f.read(_MAX_SIDECAR_BYTES + 1)
+            if len(raw) > _MAX_SIDECAR_BYTES:
+                raise CatalogError(f"{path}: catalog schema is larger than {_MAX_SIDECAR_BYTES:,} bytes")
+            data = _JSON.decode(raw.decode("utf-8-sig"))
+        except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, not UTF-8, huge numbers
+            if isinstance(e, CatalogError):
+                raise
+            raise CatalogError(f"{path}: cannot read catalog schema ({_clip(str(e))})") from None
         if not isinstance(data, dict) or set(data) - {"item_noun", "item_nouns", "line_attributes"}:
             raise CatalogError(f"{path}: schema keys are item_noun, item_nouns, line_attributes")
         noun = data.get("item_noun", base.item_noun)
@@ -149,19 +265,26 @@ class Schema:
         lines = data.get("line_attributes")
         if lines is None:
             attrs = base.line_attributes
-        elif isinstance(lines, dict) and all(isinstance(k, str) and isinstance(v, int) and v > 0 for k, v in lines.items()):
+        elif isinstance(lines, dict) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in lines.values()):
             attrs = tuple(lines.items())
         else:
             raise CatalogError(f"{path}: field 'line_attributes' must map attribute names to counts > 0")
-        return cls(noun.strip(), str(data.get("item_nouns") or noun.strip() + "s"), attrs)
+        nouns = data.get("item_nouns") or noun.strip() + "s"
+        if not isinstance(nouns, str):
+            raise CatalogError(f"{path}: field 'item_nouns' must be a string")
+        return cls(noun.strip(), nouns, attrs)
 
 
 class Catalog(Sequence[Item]):
     """An immutable, validated list of items with lookup by id."""
 
-    def __init__(self, items: Sequence[Item], source: str = "<memory>", schema: Schema | None = None):
+    def __init__(self, items: Sequence[Item], source: str = "<memory>", schema: Schema | None = None,
+                 media_root: Path | None = None):
         self.items: tuple[Item, ...] = tuple(items)
         self.source = source
+        # The folder every local image/audio path of a loaded catalog lies in (resolved): what the UI passes
+        # to media_path_ok before it reads a file. None for catalogs built in memory.
+        self.media_root = media_root
         self.schema = schema or Schema.infer(self.items)
         self._index = {it.id: i for i, it in enumerate(self.items)}
         if len(self._index) != len(self.items):
@@ -199,125 +322,336 @@ class Catalog(Sequence[Item]):
         return h.hexdigest()
 
 
-def _validate_row(row: Mapping[str, Any], where: str, base: Path | None) -> Item:
+@dataclass(frozen=True)
+class _MediaRoot:
+    base: Path  # relative media paths are joined to this, as given (stored paths keep their old form)
+    root: Path  # base resolved: every local media path must resolve inside it
+    label: str  # "the catalog folder" or "the media root", for messages
+
+
+def _too_long(where: str, name: str, n: int, limit: int, limit_name: str) -> CatalogError:
+    return CatalogError(f"{where}: field {_short(name)} is {n:,} characters long, over the limit of {limit:,} "
+                        f"(CatalogLimits.{limit_name})")
+
+
+def _local_media(value: str, key: str, where: str, media: _MediaRoot) -> str:
+    """The stored form of a local media path, after checking it stays inside the root and, when the file
+    exists, that it is a regular file whose first bytes are an image / audio format."""
+    if "\x00" in value:
+        raise CatalogError(f"{where}: field {key!r}: path contains a NUL character")
+    p = Path(value)
+    full = p if p.is_absolute() else media.base / p
+    try:
+        resolved = full.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise CatalogError(f"{where}: field {key!r}: path {_short(value)} cannot be resolved ({_clip(str(e))})") from None
+    if not resolved.is_relative_to(media.root):
+        raise CatalogError(f"{where}: field {key!r}: path {_short(value)} is outside {media.label} {media.root}")
+    try:
+        st = resolved.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return str(full)  # a missing file is accepted, as it always was: the encoders report it when used
+    except OSError as e:
+        raise CatalogError(f"{where}: field {key!r}: cannot read {_short(value)} ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):  # a folder, a FIFO (opening one would block), a device
+        raise CatalogError(f"{where}: field {key!r}: path {_short(value)} is not a regular file")
+    sniff, what = _MEDIA_SNIFFERS[key]
+    try:
+        with resolved.open("rb") as f:
+            head = f.read(_MAGIC_HEAD_BYTES)
+    except OSError as e:
+        raise CatalogError(f"{where}: field {key!r}: cannot read {_short(value)} ({e.strerror or e})") from None
+    if not sniff(head):
+        raise CatalogError(f"{where}: field {key!r}: file {_short(value)} is not {what} by its content")
+    return str(full)
+
+
+def _validate_row(row: Mapping[str, Any], where: str, media: _MediaRoot | None,
+                  limits: CatalogLimits = DEFAULT_LIMITS) -> Item:
     if not isinstance(row, Mapping):
         raise CatalogError(f"{where}: expected an object, got {type(row).__name__}")
     unknown = set(row) - _KNOWN_FIELDS
     if unknown:
-        raise CatalogError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_KNOWN_FIELDS)}")
+        names = sorted(unknown)
+        shown = _short(names if len(names) <= 5 else [*names[:5], "..."], 200)
+        raise CatalogError(f"{where}: unknown field(s) {shown}; known: {sorted(_KNOWN_FIELDS)}")
     item_id = row.get("id")
     if isinstance(item_id, int) and not isinstance(item_id, bool):
         item_id = str(item_id)
     if not isinstance(item_id, str) or not item_id.strip():
-        raise CatalogError(f"{where}: field 'id' must be a non-empty string, got {item_id!r}")
+        raise CatalogError(f"{where}: field 'id' must be a non-empty string, got {_short(item_id)}")
+    if len(item_id) > limits.max_id_chars:
+        raise _too_long(where, "id", len(item_id), limits.max_id_chars, "max_id_chars")
     title = row.get("title")
     if not isinstance(title, str) or not title.strip():
-        raise CatalogError(f"{where}: field 'title' is missing or empty (id {item_id!r})")
+        raise CatalogError(f"{where}: field 'title' is missing or empty (id {_short(item_id)})")
+    if len(title) > limits.max_title_chars:
+        raise _too_long(where, "title", len(title), limits.max_title_chars, "max_title_chars")
     desc = row.get("description", "") or ""
     if not isinstance(desc, str):
         raise CatalogError(f"{where}: field 'description' must be a string, got {type(desc).__name__}")
+    if len(desc) > limits.max_description_chars:
+        raise _too_long(where, "description", len(desc), limits.max_description_chars, "max_description_chars")
     attrs = row.get("attributes", {}) or {}
     if not isinstance(attrs, Mapping):
         raise CatalogError(f"{where}: field 'attributes' must be an object, got {type(attrs).__name__}")
+    n_values, max_chars = 0, limits.max_value_chars
     for k, v in attrs.items():
+        if len(k) > max_chars:
+            raise CatalogError(f"{where}: attribute name {_short(k)} is {len(k):,} characters long, over the limit "
+                               f"of {max_chars:,} (CatalogLimits.max_value_chars)")
+        vals = v if isinstance(v, list) else (v,)
+        n_values += len(vals)
+        if n_values > limits.max_attribute_values:
+            raise CatalogError(f"{where}: field 'attributes' has more than {limits.max_attribute_values:,} values "
+                               f"(CatalogLimits.max_attribute_values)")
         ok_scalar = isinstance(v, (str, int, float, bool)) or v is None
         ok_list = isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v)
         if not (ok_scalar or ok_list):
-            raise CatalogError(f"{where}: field 'attributes.{k}' must be a scalar or a list of scalars")
+            raise CatalogError(f"{where}: field {_short('attributes.' + k)} must be a scalar or a list of scalars")
+        for x in vals:
+            if isinstance(x, str) and len(x) > max_chars:
+                raise _too_long(where, f"attributes.{k}", len(x), max_chars, "max_value_chars")
     year = attrs.get("year")
     if year is not None and not (isinstance(year, int) and not isinstance(year, bool)):
-        raise CatalogError(f"{where}: field 'attributes.year' must be an integer, got {year!r}")
-    media = {}
+        raise CatalogError(f"{where}: field 'attributes.year' must be an integer, got {_short(year)}")
+    found: dict[str, str | None] = {}
     for key in ("image", "audio"):
         v = row.get(key)
         if v in (None, ""):
-            media[key] = None
+            found[key] = None
             continue
         if not isinstance(v, str):
             raise CatalogError(f"{where}: field {key!r} must be a path or URL string")
-        is_url = v.startswith(("http://", "https://"))
-        # Relative media paths are relative to the catalog file, so a catalog folder can move.
-        media[key] = v if is_url or base is None or Path(v).is_absolute() else str(base / v)
-    return Item(item_id.strip(), title.strip(), desc.strip(), dict(attrs), media["image"], media["audio"])
+        if len(v) > limits.max_media_chars:
+            raise _too_long(where, key, len(v), limits.max_media_chars, "max_media_chars")
+        if v.startswith(("http://", "https://")):
+            found[key] = v
+        elif media is None:
+            found[key] = v
+        else:
+            # Relative media paths are relative to the catalog file (or the media root), so a catalog
+            # folder can move; whatever the path, it must resolve inside that folder.
+            found[key] = _local_media(v, key, where, media)
+    return Item(item_id.strip(), title.strip(), desc.strip(), dict(attrs), found["image"], found["audio"])
 
 
 def _parse_csv_cell(key: str, value: str) -> Any:
     value = value.strip()
-    if key == "year":
-        return int(value) if value.lstrip("-").isdigit() else value
+    if key == "year" and value.lstrip("-").isdigit():
+        try:
+            return int(value) if len(value) <= _MAX_NUMBER_CHARS else value
+        except ValueError:  # str.isdigit() holds for "²", which int() refuses: kept as text, refused as a year
+            return value
     if "|" in value:
         return [v.strip() for v in value.split("|") if v.strip()]
     return value
 
 
-def _rows_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+class _BadNumber(ValueError):
+    pass
+
+
+def _json_int(s: str) -> int:
+    if len(s) > _MAX_NUMBER_CHARS:
+        raise _BadNumber(f"a number of {len(s):,} digits; at most {_MAX_NUMBER_CHARS} are accepted")
+    return int(s)
+
+
+def _json_float(s: str) -> float:
+    v = float(s)
+    if not math.isfinite(v):
+        raise _BadNumber(f"number {s[:40]} is out of range")
+    return v
+
+
+def _json_constant(s: str) -> Any:
+    raise _BadNumber(f"{s} is not a JSON number")
+
+
+# json.loads with hooks would build a decoder per line; one shared decoder keeps the C scanner's speed.
+_JSON = json.JSONDecoder(parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+
+
+def _nul_field(row: Any) -> str | None:
+    """The field of a parsed row that holds a NUL character (JSON ``\\u0000``), if any."""
+    if not isinstance(row, dict):
+        return None
+    for k, v in row.items():
+        if "\x00" in k:
+            return k
+        if k == "attributes" and isinstance(v, dict):
+            for ak, av in v.items():
+                if "\x00" in ak or any(isinstance(x, str) and "\x00" in x for x in (av if isinstance(av, list) else (av,))):
+                    return f"attributes.{ak}"
+        elif isinstance(v, str) and "\x00" in v:
+            return k
+    return None
+
+
+def _row_too_long(where: str, limits: CatalogLimits) -> CatalogError:
+    return CatalogError(f"{where}: row is longer than {limits.max_row_bytes:,} bytes (CatalogLimits.max_row_bytes)")
+
+
+def _rows_jsonl(path: Path, limits: CatalogLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, Any]]:
+    """Rows of a JSONL file, read line by line in bytes: a line longer than ``max_row_bytes`` is refused
+    after reading that much of it, and a bad byte is reported at its line."""
+    cap = limits.max_row_bytes + 2  # room for the "\r\n" after a row of exactly max_row_bytes
+    with path.open("rb") as f:
+        n = 0
+        while raw := f.readline(cap):
+            n += 1
+            where = f"{path}:{n}"
+            if len(raw) > limits.max_row_bytes and (not raw.endswith(b"\n") or len(raw.rstrip(b"\r\n")) > limits.max_row_bytes):
+                raise _row_too_long(where, limits)
+            if n == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CatalogError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{n}"
             try:
-                yield where, json.loads(line)
+                row = _JSON.decode(line)
             except json.JSONDecodeError as e:
                 raise CatalogError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise CatalogError(f"{where}: invalid JSON (nested too deeply)") from None
+            except ValueError as e:  # _BadNumber, and anything else the decoder refuses
+                raise CatalogError(f"{where}: invalid JSON ({_clip(str(e))})") from None
+            if "\\u0000" in line and (bad := _nul_field(row)) is not None:
+                raise CatalogError(f"{where}: field {_short(bad)} contains a NUL character")
+            yield where, row
 
 
-def _rows_csv(path: Path) -> Iterator[tuple[str, Any]]:
+def _utf8_error_line(path: Path) -> tuple[int, str]:
+    """(line, reason) of the first byte of ``path`` that is not UTF-8; lines counted by "\\n"."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    n = 1
+    with path.open("rb") as f:
+        while chunk := f.readline(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                return n, e.reason
+            n += chunk.endswith(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as e:
+            return n, e.reason
+    return n, "invalid byte"
+
+
+def _rows_csv(path: Path, limits: CatalogLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, Any]]:
     """CSV columns: id,title,description,image,audio and any others as attributes.
 
-    List-valued cells use ``|`` as separator (``Drama|Crime``).
+    List-valued cells use ``|`` as separator (``Drama|Crime``). Physical lines are read with a bounded
+    readline and a record (which quoted cells may spread over lines) is refused once it passes
+    ``max_row_bytes``, before the csv module has to hold it.
     """
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "id" not in reader.fieldnames or "title" not in reader.fieldnames:
-            raise CatalogError(f"{path}:1: CSV header must include 'id' and 'title', got {reader.fieldnames}")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if None in row:
-                raise CatalogError(f"{where}: more cells than header columns")
-            out: dict[str, Any] = {"attributes": {}}
-            for k, v in row.items():
-                if k in _KNOWN_FIELDS - {"attributes"}:
-                    out[k] = v
-                elif v is not None and v.strip():
-                    out["attributes"][k] = _parse_csv_cell(k, v)
-            yield where, out
+    if csv.field_size_limit() < limits.max_row_bytes:
+        # Process-wide and only ever raised here: the byte count below refuses large records first.
+        csv.field_size_limit(limits.max_row_bytes)
+    cap = limits.max_row_bytes + 2
+    record = [0, 0]  # [bytes of the record being read, physical lines read]
+
+    def lines(f) -> Iterator[str]:
+        while line := f.readline(cap):
+            record[1] += 1
+            where = f"{path}:{record[1]}"
+            size = len(line) if line.isascii() else len(line.encode("utf-8"))
+            ending = len(line) - len(line.rstrip("\r\n"))
+            if len(line) == cap and not ending or record[0] + size - ending > limits.max_row_bytes:
+                raise _row_too_long(where, limits)
+            record[0] += size
+            if "\x00" in line:
+                raise CatalogError(f"{where}: contains a NUL character")
+            yield line
+
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(lines(f))
+        try:
+            if not reader.fieldnames or "id" not in reader.fieldnames or "title" not in reader.fieldnames:
+                raise CatalogError(f"{path}:1: CSV header must include 'id' and 'title', got {_short(reader.fieldnames, 200)}")
+            record[0] = 0
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                record[0] = 0
+                if None in row:
+                    raise CatalogError(f"{where}: more cells than header columns")
+                out: dict[str, Any] = {"attributes": {}}
+                for k, v in row.items():
+                    if k in _KNOWN_FIELDS - {"attributes"}:
+                        out[k] = v
+                    elif v is not None and v.strip():
+                        out["attributes"][k] = _parse_csv_cell(k, v)
+                yield where, out
+        except csv.Error as e:
+            raise CatalogError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+        except UnicodeDecodeError:
+            n, reason = _utf8_error_line(path)
+            raise CatalogError(f"{path}:{n}: not UTF-8 text ({reason})") from None
 
 
 # Demo catalogs shipped inside the package, by the name `catalog = "<name>"` accepts in a config.
 PACKAGED_CATALOGS = {"films": "demo_films.jsonl", "books": "demo_books.jsonl"}
 
 
-def load_catalog(path: str | Path) -> Catalog:
-    """Load and validate a ``.jsonl`` or ``.csv`` catalog (or a packaged one by name); all-or-nothing."""
+def load_catalog(path: str | Path, *, limits: CatalogLimits | None = None,
+                 media_root: str | os.PathLike | None = None) -> Catalog:
+    """Load and validate a ``.jsonl`` or ``.csv`` catalog (or a packaged one by name); all-or-nothing.
+
+    ``limits`` bounds rows, fields and item count (:class:`CatalogLimits`, defaults when None). Local
+    image/audio paths are relative to the catalog file's folder, or to ``media_root`` when given, and must
+    resolve (symlinks followed) inside that folder; an existing one must be an image / audio file by its
+    first bytes. http(s) URLs are kept as they are. Every problem is one :class:`CatalogError` line naming
+    the file, and the line and field where there is one.
+    """
+    limits = limits or DEFAULT_LIMITS
     if isinstance(path, str) and path in PACKAGED_CATALOGS:
         path = Path(str(resources.files("chatrec") / "data" / PACKAGED_CATALOGS[path]))
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CatalogError(f"{path}: catalog file not found")
+    if path.is_dir():
+        raise CatalogError(f"{path}: is a folder, not a catalog file")
+    if not path.is_file():
+        raise CatalogError(f"{path}: not a regular file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        rows = _rows_jsonl(path)
+        rows = _rows_jsonl(path, limits)
     elif suffix == ".csv":
-        rows = _rows_csv(path)
+        rows = _rows_csv(path, limits)
     else:
         raise CatalogError(f"{path}: unsupported catalog format {suffix!r}; use .jsonl or .csv")
+    base = path.parent if media_root is None else Path(media_root)
+    if not base.is_dir():
+        raise CatalogError(f"{path}: media root {base} is not a folder")
+    try:
+        media = _MediaRoot(base, base.resolve(), "the catalog folder" if media_root is None else "the media root")
+    except (OSError, RuntimeError) as e:
+        raise CatalogError(f"{path}: cannot resolve the media folder {base} ({_clip(str(e))})") from None
     items: list[Item] = []
     first_line: dict[str, str] = {}
     try:
         for where, row in rows:
-            item = _validate_row(row, where, path.parent)
+            if len(items) >= limits.max_items:
+                raise CatalogError(f"{where}: more than {limits.max_items:,} items (CatalogLimits.max_items)")
+            item = _validate_row(row, where, media, limits)
             if item.id in first_line:
-                raise CatalogError(f"{where}: field 'id': duplicate id {item.id!r} (first at {first_line[item.id]})")
+                raise CatalogError(f"{where}: field 'id': duplicate id {_short(item.id)} (first at {first_line[item.id]})")
             first_line[item.id] = where
             items.append(item)
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError as e:  # the readers name the line; this is a last resort
         raise CatalogError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise CatalogError(f"{path}: cannot read catalog ({e.strerror or e})") from None
     if not items:
         raise CatalogError(f"{path}: catalog has no items")
     sidecar = path.with_name(path.stem + SCHEMA_SUFFIX)
     schema = Schema.from_file(sidecar, items) if sidecar.is_file() else None
-    return Catalog(items, source=str(path), schema=schema)
+    return Catalog(items, source=str(path), schema=schema, media_root=media.root)
 
 
 def demo_catalog_path() -> Path:

@@ -17,6 +17,8 @@ from typing import Any
 
 import tomllib
 
+from .catalog import Catalog, CatalogLimits, load_catalog
+
 PACKAGED_LLM = "packaged:gemma3-270m"
 PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
 
@@ -87,7 +89,9 @@ class MediaConfig:
     image_tokens: int = 4  # soft tokens per image (K)
     audio_tokens: int = 4  # soft tokens per audio clip (M)
     max_image_megapixels: float = 50.0  # larger images are refused
-    max_audio_seconds: float = 600.0  # longer clips are refused; > 30 s is windowed
+    # Longer spoken requests are refused from the file header, before decoding. A request takes seconds to say;
+    # 60 s (two 30-s Whisper windows) leaves room, while a 10-min clip cost 215 s and 3.8 GB on 2 cores.
+    max_audio_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class Config:
     catalog: str | None = None  # catalog file (.jsonl/.csv), or a packaged one: "films", "books"; None = films
+    media_root: str = ""  # local image/audio paths of the catalog must lie in this folder; "" = the catalog's folder
     adapter: str | None = "default"  # adapter name under adapters/, a directory, or None for the base LLM
     data_dir: str = ""  # sessions database; "" = $CHATREC_HOME or ~/.local/share/chatrec
     seed: int = 0
@@ -150,6 +155,11 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    catalog_limits: CatalogLimits = field(default_factory=CatalogLimits)  # oversized rows are refused at load
+
+    def load_catalog(self) -> Catalog:
+        """The configured catalog (the packaged films when none is named), with its limits and media root."""
+        return load_catalog(self.catalog or "films", limits=self.catalog_limits, media_root=self.media_root or None)
 
     def home(self) -> Path:
         return Path(self.data_dir or os.environ.get("CHATREC_HOME") or Path.home() / ".local" / "share" / "chatrec")
@@ -207,7 +217,12 @@ def _build(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown config key(s) {[prefix + u for u in unknown]}; valid: {sorted(names)}")
-    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in data.items()})
+    try:
+        return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in data.items()})
+    except ValueError as e:  # a dataclass's own check (e.g. catalog_limits must be positive)
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{prefix or 'config'}: {e}") from None
 
 
 def _nested(overrides: list[str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from .adapter import AdapterError, AdapterStatus, EncoderSpec, load_adapter, resolve, usable_projectors
-from .catalog import Catalog, load_catalog, load_demo_catalog
+from .catalog import Catalog
 from .config import Config
 from .events import Answer, Done, Event, Ranked, ReasonDone, ReasonToken, Understood
 from .model import ChatLM, SoftInputs
@@ -82,11 +82,12 @@ class Recommender:
         if reuse is not None:
             catalog, retriever, store = reuse.catalog, reuse.retriever, reuse.store
         else:
-            catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
+            # The store and the catalog first: a bad file is reported before minutes of model loading.
+            store = SessionStore(cfg.home() / "sessions.sqlite")
+            catalog = cfg.load_catalog()
             embedder = load_embedder(cfg.model.embedder, device=device)
             vectors = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.cache(), progress=progress)
             retriever = Retriever(catalog, embedder, vectors, cfg.retrieval)
-            store = SessionStore(cfg.home() / "sessions.sqlite")
         lm, status = None, AdapterStatus(cfg.adapter)
         if load_llm_model and (cfg.ranking.use_llm or cfg.generation.reasons):
             lm, status = load_ranker(cfg, device)
@@ -105,6 +106,9 @@ class Recommender:
             return PreparedTurn(text)
         got = self.media_inputs().prepare(turn.image, turn.audio)
         words = f"{text} {got.heard}".strip()
+        if len(words) > MAX_MESSAGE_CHARS:  # a long recording can say more than a message may hold
+            raise InputError(f"message and transcript too long ({len(words)} characters; the limit is "
+                             f"{MAX_MESSAGE_CHARS}); send a shorter recording")
         if not words and not got.soft.image and not got.extra_scores:
             raise InputError("empty message: type a request, or attach an image or audio file")
         return PreparedTurn(words, turn.image, turn.audio, got.heard or None, got.soft, got.extra_scores,
@@ -175,7 +179,7 @@ class Recommender:
         if not ranking.ordered:
             notes.append("no catalog item fits all constraints; try relaxing one (e.g. a genre or year)")
             new.turns.append(TurnRecord("assistant", "Nothing in the catalog fits all of that.", items=[]))
-            self.store.save(new)
+            new = self.store.save(new, base=session)
             yield Done(Answer(new, [], understood, notes, {"total": time.perf_counter() - t0}))
             return
         recs = ranking.top(self.cfg.ranking.top_k)
@@ -190,7 +194,7 @@ class Recommender:
             yield event
         new.turns.append(TurnRecord("assistant", "Recommended: " + "; ".join(r.title for r in recs),
                                     items=[r.item_id for r in recs]))
-        self.store.save(new)
+        new = self.store.save(new, base=session)  # merged if the session changed meanwhile (no lost turns)
         if self.adapter.untuned:
             notes.append(self.adapter.note())
         timings = {"ranked": t_ranked, "first_token": t_first or t_ranked, "total": time.perf_counter() - t0}
@@ -214,13 +218,10 @@ class Recommender:
         if item_id not in self.catalog:
             raise InputError(f"unknown item id {item_id!r}")
         (new.like if liked else new.reject)(item_id)
-        self.store.save(new)
-        return new
+        return self.store.save(new, base=session)
 
     def new_session(self) -> Session:
-        s = Session()
-        self.store.save(s)
-        return s
+        return self.store.save(Session())
 
     # ---- parts ---------------------------------------------------------------------------------------
 

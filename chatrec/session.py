@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -55,9 +55,14 @@ class TurnRecord:
     ts: float = field(default_factory=time.time)
 
 
+def new_session_id() -> str:
+    """128 random bits: one id tells nothing about another (ids are shown, typed and put in URLs)."""
+    return secrets.token_hex(16)
+
+
 @dataclass
 class Session:
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    id: str = field(default_factory=new_session_id)
     turns: list[TurnRecord] = field(default_factory=list)
     liked: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
@@ -69,6 +74,8 @@ class Session:
     prefer_year_min: int | None = None  # soft wishes from words ("something recent", "older"): a boost
     prefer_year_max: int | None = None
     people: list[str] = field(default_factory=list)  # catalog people the user asked for (soft: a boost)
+    version: int = 0  # the store's row version this session was read at (compare-and-swap on save)
+    owner: str | None = None  # UI sessions: a hash of the browser's secret; None = the local terminal's
 
     @property
     def last_items(self) -> list[str]:
@@ -97,6 +104,7 @@ class Session:
 
     @classmethod
     def from_dict(cls, d: dict) -> Session:
+        """A session from :meth:`to_dict` output; TypeError on fields this version does not know."""
         d = dict(d)
         d["turns"] = [TurnRecord(**t) for t in d.get("turns", [])]
         return cls(**d)
@@ -125,6 +133,33 @@ class Session:
         if not 1 <= rank <= len(items):
             raise InputError(f"the last list has items 1 to {len(items)}, not {rank}")
         return items[rank - 1]
+
+
+_SET_FIELDS = ("liked", "rejected", "mentioned", "include_genres", "exclude_genres", "people")
+_SCALAR_FIELDS = ("year_min", "year_max", "prefer_year_min", "prefer_year_max")
+
+
+def merge(base: Session, mine: Session, theirs: Session) -> Session:
+    """``theirs`` (saved by another writer since ``base`` was read) with ``mine``'s changes since ``base``.
+
+    Turns ``mine`` added are appended after the ones ``theirs`` added; list fields get ``mine``'s
+    additions and removals; a scalar ``mine`` changed takes ``mine``'s value. ``mine`` is the later
+    writer, so where both touched one item (a like here, a rejection there), ``mine`` wins.
+    """
+    out = theirs.copy()
+    out.turns += [dataclasses.replace(t) for t in mine.turns[len(base.turns):]]
+    added: dict[str, list[str]] = {}
+    for name in _SET_FIELDS:
+        before, now = getattr(base, name), getattr(mine, name)
+        added[name], removed = [x for x in now if x not in before], {x for x in before if x not in now}
+        merged = [x for x in getattr(out, name) if x not in removed]
+        setattr(out, name, merged + [x for x in added[name] if x not in merged])
+    out.rejected = [x for x in out.rejected if x not in added["liked"]]  # liked here after a rejection there
+    out.liked = [x for x in out.liked if x not in added["rejected"]]
+    for name in _SCALAR_FIELDS:
+        if getattr(mine, name) != getattr(base, name):
+            setattr(out, name, getattr(mine, name))
+    return out
 
 
 _FEEDBACK = re.compile(

@@ -298,10 +298,9 @@ def data_provenance(cfg: Config, train_paths: Sequence[Path]) -> dict[str, dict[
     """Who wrote the training dialogues: rows per file and per ``meta.author`` (else the row's source)."""
     from collections import Counter
 
-    from ..catalog import load_catalog, load_demo_catalog
     from ..evaluation.dialogues import load_dialogues
 
-    catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
+    catalog = cfg.load_catalog()
     files, authors = {}, Counter()
     for p in train_paths:
         ds = load_dialogues(p, catalog).dialogues
@@ -347,13 +346,12 @@ def load_examples(cfg: Config, train_paths: Sequence[Path], val_path: Path):
 
     The training files' dialogues are mixed in one seeded order, so ``max_examples`` takes a share of each.
     """
-    from ..catalog import load_catalog, load_demo_catalog
     from ..evaluation.dialogues import load_dialogues
     from ..retrieval import Retriever, embed_catalog
     from ..weights.packaged import load_embedder
 
     t = cfg.train
-    catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
+    catalog = cfg.load_catalog()
     train_d = [d for p in train_paths for d in load_dialogues(p, catalog).dialogues]
     random.Random(f"{cfg.seed}:mix").shuffle(train_d)
     val_d = load_dialogues(val_path, catalog).dialogues

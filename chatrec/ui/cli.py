@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from ..config import ConfigError
@@ -18,6 +20,18 @@ HELP = """commands: /like N  /dislike N  /reset  /save  /sessions  /quit
 attach media with: /image PATH \\[text]   /audio PATH \\[text]"""
 
 
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: object) -> str:
+    """User or catalog text made safe for the terminal: escape sequences and control characters
+    removed (a title cannot move the cursor or recolour the screen), rich markup escaped (a title
+    like "[/bold]" is text, not a tag)."""
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub("", str(text)))
+
+
 def print_events(console, events) -> object:
     """Render a turn's events as they arrive: the list when ranked, each reason when it is final."""
     from ..events import Done, Ranked, ReasonDone, Understood
@@ -25,19 +39,19 @@ def print_events(console, events) -> object:
     answer = None
     for event in events:
         if isinstance(event, Understood) and event.understood.get("transcript"):
-            console.print(f"[dim]heard: {event.understood['transcript']}[/dim]")
+            console.print(f"[dim]heard: {shown(event.understood['transcript'])}[/dim]")
         elif isinstance(event, Ranked):
-            console.print("[dim]" + "  ".join(f"{r.rank}. {r.title}" for r in event.recommendations) + "[/dim]")
+            console.print("[dim]" + "  ".join(f"{r.rank}. {shown(r.title)}" for r in event.recommendations) + "[/dim]")
         elif isinstance(event, ReasonDone):
             r = event.recommendation
-            console.print(f"[bold]{r.rank}. {r.title}[/bold]" + (f" ({r.year})" if r.year else ""))
-            console.print(f"   {r.reason}", highlight=False)
+            console.print(f"[bold]{r.rank}. {shown(r.title)}[/bold]" + (f" ({r.year})" if r.year else ""))
+            console.print(f"   {shown(r.reason)}", highlight=False)
         elif isinstance(event, Done):
             answer = event.answer
             if not answer.recommendations:
                 console.print("Nothing in the catalog fits all of that.")
             for n in answer.notes:
-                console.print(f"[yellow]note:[/yellow] {n}")
+                console.print(f"[yellow]note:[/yellow] {shown(n)}")
     return answer
 
 
@@ -49,17 +63,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from ..session import InputError
 
     console = Console()
-    rec = Recommender.from_config(build_config(args))
-    if args.session:
-        session = rec.store.load(args.session)
-    elif args.new:
-        session = rec.new_session()
-    else:
-        session = rec.store.latest() or rec.new_session()
-    console.print(f"[dim]session {session.id} ({len(session.turns)} turns). {HELP}[/dim]")
-    console.print(f"[dim]{rec.adapter.note()}[/dim]")
+    cfg = build_config(args)
+    session = _stored_session(cfg, args.session, latest=not args.new)  # before minutes of model loading
+    rec = Recommender.from_config(cfg)
+    session = session or rec.new_session()
+    console.print(f"[dim]session {shown(session.id)} ({len(session.turns)} turns). {HELP}[/dim]")
+    console.print(f"[dim]{shown(rec.adapter.note())}[/dim]")
     for t in session.turns[-4:]:
-        console.print(f"[dim]{t.role}: {t.text}[/dim]")
+        console.print(f"[dim]{t.role}: {shown(t.text)}[/dim]", highlight=False)
     while True:
         try:
             line = console.input("[bold cyan]you>[/bold cyan] ").strip()
@@ -71,7 +82,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
         image = audio = None
         try:
             if line.startswith("/"):
-                cmd, *rest = shlex.split(line)
+                try:
+                    cmd, *rest = shlex.split(line)
+                except ValueError as e:  # /image "my file.png  (no closing quote)
+                    console.print(f"[red]could not read that command ({shown(e)}); quote paths with spaces: "
+                                  '/image "my file.png" text[/red]')
+                    continue
                 if cmd in ("/quit", "/exit"):
                     return 0
                 if cmd in ("/like", "/dislike"):
@@ -79,7 +95,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
                         console.print(f"usage: {cmd} N (a rank from the last list)")
                         continue
                     session = rec.feedback(session, int(rest[0]), liked=cmd == "/like")
-                    console.print(f"[dim]noted. liked: {session.liked}; rejected: {session.rejected}[/dim]")
+                    titles = {k: [rec.catalog.get(i).title for i in getattr(session, k) if i in rec.catalog]
+                              for k in ("liked", "rejected")}
+                    console.print(f"[dim]noted. liked: {shown('; '.join(titles['liked']))}; "
+                                  f"rejected: {shown('; '.join(titles['rejected']))}[/dim]")
                     continue
                 if cmd == "/reset":
                     session = rec.new_session()
@@ -91,7 +110,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     continue
                 if cmd == "/sessions":
                     for sid, ts in rec.store.list():
-                        console.print(f"{sid}  {ts:.0f}")
+                        console.print(f"{shown(sid)}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(ts))}")
                     continue
                 if cmd in ("/image", "/audio") and rest:
                     image, audio = (rest[0], None) if cmd == "/image" else (None, rest[0])
@@ -101,17 +120,30 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     continue
             answer = print_events(console, rec.stream(session, UserInput(line, image, audio)))
         except (InputError, MediaError) as e:
-            console.print(f"[red]{e}[/red] (nothing changed)")
+            console.print(f"[red]{shown(e)}[/red] (nothing changed)")
             continue
         session = answer.session
+
+
+def _stored_session(cfg, session_id: str | None, latest: bool = False):
+    """The session to continue (by id, or the latest), read before any model loads; store notes to stderr."""
+    from ..store import SessionStore
+
+    store = SessionStore(cfg.home() / "sessions.sqlite")
+    for note in store.notes:
+        print(f"chatrec: note: {note}", file=sys.stderr)
+    if session_id:
+        return store.load(session_id)
+    return store.latest() if latest else None
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from ..recommender import Recommender
     from ..session import Session
 
-    rec = Recommender.from_config(build_config(args), progress=not args.json)
-    session = rec.store.load(args.session) if args.session else Session()
+    cfg = build_config(args)
+    session = _stored_session(cfg, args.session) or Session()  # a bad id or store fails before the models load
+    rec = Recommender.from_config(cfg, progress=not args.json)
     if args.json:
         answer = rec.respond(session, args.text, image=args.image, audio=args.audio)
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
@@ -125,12 +157,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from ..catalog import load_catalog, load_demo_catalog
     from ..retrieval import embed_catalog
     from ..weights.packaged import load_embedder
 
     cfg = build_config(args)
-    catalog = load_catalog(cfg.catalog) if cfg.catalog else load_demo_catalog()
+    catalog = cfg.load_catalog()
     embedder = load_embedder(cfg.model.embedder)
     vecs = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.cache(), progress=True)
     print(f"indexed {len(catalog)} items from {catalog.source}: {vecs.shape[1]}-d vectors, hash {catalog.content_hash()[:16]}")
@@ -258,17 +289,42 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("bm25s", "bitsandbytes", "httpx"):  # library chatter that a user cannot act on
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    user_errors = _user_errors()
+    try:
+        return args.func(args) or 0
+    except user_errors as e:
+        if args.verbose:
+            log.exception("details")
+        print(f"chatrec: error: {one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message is meant for the user: one line and exit code 2, a traceback only with -v."""
+    import sqlite3
+
+    from ..adapter import AdapterError
     from ..catalog import CatalogError
     from ..media.files import MediaError
     from ..session import InputError
+    from ..store import StoreError
     from ..weights.packaged import ModelUnavailableError
 
-    try:
-        return args.func(args) or 0
-    except (ConfigError, CatalogError, ModelUnavailableError, InputError, MediaError, KeyError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"chatrec: error: {msg}", file=sys.stderr)
-        return 2
+    return (ConfigError, CatalogError, ModelUnavailableError, InputError, MediaError, AdapterError, StoreError,
+            KeyError, OSError, sqlite3.Error, UnicodeError)
+
+
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line; OS errors name the file, unknown ones say what they are."""
+    if isinstance(e, KeyError) and e.args:
+        text = str(e.args[0])
+    elif isinstance(e, OSError) and e.strerror:
+        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    else:
+        text = str(e) or type(e).__name__
+    if type(e).__module__ == "sqlite3":
+        text = f"session database: {text}"
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ reason as its tokens arrive. One card slot per ``ranking.top_k``.
 import argparse
 import base64
 import functools
+import hashlib
 import html
 import inspect
 import json
 import logging
-import mimetypes
 import os
+import re
+import secrets
 import sys
 import tempfile
 import time
@@ -23,11 +25,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..catalog import media_kind_ok, media_path_ok
 from ..events import Done, Ranked, ReasonDone, ReasonToken
 from ..media.files import MediaError
 from ..ranking import Recommendation
 from ..recommender import Recommender, UserInput
 from ..session import InputError, Session
+from ..store import StoreError
+from .uploads import UploadedAudio, UploadedImage
 
 log = logging.getLogger("chatrec.ui")
 
@@ -54,20 +59,41 @@ background: var(--block-background-fill);
 # ---- rendering -------------------------------------------------------------------------------
 
 
-def _image_src(path: str | None) -> str | None:
-    """A URL the browser can load: http(s) as is, a small local file inlined as a data URI."""
+_IMAGE_MIME = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
+
+
+def _image_src(path: str | None, media_root: Path | None = None) -> str | None:
+    """A URL the browser can load: http(s) as is, a small local image inlined as a data URI.
+
+    Catalog loading already refuses paths outside the catalog's folder; this second check keeps any
+    other server file (a catalog built in memory, a symlink swapped later) out of the page: the file
+    must lie under ``media_root`` and be an image by its bytes, whatever its name says.
+    """
     if not path:
         return None
-    if path.startswith(("http://", "https://", "data:")):
+    if path.startswith(("http://", "https://")):
         return path
     p = Path(path)
-    if not p.is_file() or p.stat().st_size > 2_000_000:
+    if media_root is None or not media_path_ok(p, media_root) or not p.is_file() or p.stat().st_size > 2_000_000:
         return None
-    mime = mimetypes.guess_type(p.name)[0] or "image/jpeg"
-    return f"data:{mime};base64,{base64.b64encode(p.read_bytes()).decode()}"
+    if not media_kind_ok(p, "image"):
+        return None
+    data = p.read_bytes()
+    mime = next((m for magic, m in _IMAGE_MIME if data.startswith(magic)), "image/webp")  # WebP: RIFF....WEBP
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-def card_html(rec: Recommendation, bar: float, reason: str | None = None) -> str:
+def _public(message: str) -> str:
+    """An error message for the page: server folders (upload temp paths) reduced to the file's name."""
+    return re.sub(r"(?:[A-Za-z]:)?(?:[/\\][^\s/\\'\"]+)+[/\\]([^\s/\\'\"]+)", r"\1", message)
+
+
+def owner_of(token: str | None) -> str | None:
+    """What a session stores about its browser: a hash of the browser's secret, never the secret."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32] if token else None
+
+
+def card_html(rec: Recommendation, bar: float, reason: str | None = None, media_root: Path | None = None) -> str:
     """One ranked item; ``bar`` in [0, 1] is its score normalised within the list.
 
     ``reason`` overrides rec.reason while tokens stream in ("" = not started yet).
@@ -79,7 +105,7 @@ def card_html(rec: Recommendation, bar: float, reason: str | None = None) -> str
         meta.append("dir. " + ", ".join(a["director"][:2]))
     if a.get("cast"):
         meta.append(", ".join(a["cast"][:3]))
-    src = _image_src(rec.image)
+    src = _image_src(rec.image, media_root)
     text = rec.reason if reason is None else reason
     if reason is None and rec.reason:
         tag = "checked model reason" if rec.reason_source == "model" else "from catalog facts"
@@ -98,12 +124,13 @@ def card_html(rec: Recommendation, bar: float, reason: str | None = None) -> str
     )
 
 
-def cards_html(recs: list[Recommendation], live: dict[int, str] | None = None) -> list[str]:
+def cards_html(recs: list[Recommendation], live: dict[int, str] | None = None, media_root: Path | None = None) -> list[str]:
     """Cards for a ranked list; ``live`` maps row -> reason text streamed so far (None = final)."""
     scores = [r.score for r in recs]
     lo, hi = min(scores, default=0.0), max(scores, default=0.0)
     bars = [0.15 + 0.85 * ((s - lo) / (hi - lo) if hi > lo else 1.0) for s in scores]
-    return [card_html(r, b, None if live is None else live.get(i, "")) for i, (r, b) in enumerate(zip(recs, bars, strict=True))]
+    return [card_html(r, b, None if live is None else live.get(i, ""), media_root)
+            for i, (r, b) in enumerate(zip(recs, bars, strict=True))]
 
 
 def _list_md(recs: list[Recommendation]) -> str:
@@ -161,14 +188,33 @@ class ChatUI:
 
     def __init__(self, rec: Recommender):
         self.rec = rec
+        self.media_root = rec.catalog.media_root  # posters come from the catalog's folder only (None: no local files)
 
-    def _session(self, sid: str | None) -> Session:
-        return self.rec.store.load(sid) if sid else Session()
+    def _session(self, sid: str | None, token: str | None = None) -> Session:
+        """The browser's session ``sid`` (a new one when None); another browser's session is refused.
 
-    def _turn(self, sid, history, shown: str, text: str, image=None, audio=None):
+        ``token`` is the browser's secret (kept in its local storage); sessions store only its hash,
+        so knowing a session id is not enough to read or continue the conversation.
+        """
+        if not sid:
+            return Session(owner=owner_of(token))
+        session = self.rec.store.load(sid)
+        if session.owner != owner_of(token):
+            raise KeyError(f"no saved session {sid!r} for this browser")  # same words as a missing one: ids are not probed
+        return session
+
+    def _cards(self, recs, live=None) -> list[str]:
+        return cards_html(recs, live, self.media_root)
+
+    def _turn(self, sid, history, shown: str, text: str, image=None, audio=None, token=None):
         """One model turn: stream the list, then the reasons; on bad input, say why and change nothing."""
-        session = self._session(sid)
         base = [*history, {"role": "user", "content": shown}]
+        try:
+            session = self._session(sid, token)
+        except (KeyError, StoreError) as e:
+            msg = html.escape(_public(str(e.args[0] if isinstance(e, KeyError) else e)))
+            yield View(sid, [*base, {"role": "assistant", "content": f"⚠️ {msg}"}], f"⚠️ {msg}")
+            return
         yield View(sid, base, "⏳ Finding candidates and ranking…", clear_inputs=True)
         recs: list[Recommendation] = []
         live: dict[int, str] = {}
@@ -187,10 +233,11 @@ class ChatUI:
                 if recs and time.perf_counter() - last_update >= UPDATE_EVERY:
                     last_update = time.perf_counter()
                     yield View(sid, [*base, {"role": "assistant", "content": _list_md(recs)}],
-                               f"✍️ Writing reasons… (ranked in {t_ranked:.1f} s)", cards_html(recs, live))
-        except (InputError, MediaError) as e:
-            msg = f"⚠️ {html.escape(str(e))}. Nothing was changed; please try again."
-            yield View(sid, [*base, {"role": "assistant", "content": msg}], f"⚠️ {html.escape(str(e))}")
+                               f"✍️ Writing reasons… (ranked in {t_ranked:.1f} s)", self._cards(recs, live))
+        except (InputError, MediaError, StoreError) as e:
+            said = html.escape(_public(str(e)))
+            msg = f"⚠️ {said}. Nothing was changed; please try again."
+            yield View(sid, [*base, {"role": "assistant", "content": msg}], f"⚠️ {said}")
 
     def _final(self, base: list[dict], a) -> View:
         notes = [n for n in a.notes if n != self.rec.adapter.note()]  # already in the side panel
@@ -199,53 +246,63 @@ class ChatUI:
         status = f"✅ {len(a.recommendations)} picks in {t.get('total', 0):.1f} s" + (
             f" (ranked after {t['ranked']:.1f} s)" if "ranked" in t else "")
         return View(a.session.id, [*base, {"role": "assistant", "content": reply or "…"}], status,
-                    cards_html(a.recommendations))
+                    self._cards(a.recommendations))
 
-    def send(self, sid, history, text, image=None, audio=None):
-        yield from self._turn(sid, history, _user_md(text or "", image, audio), text or "", image, audio)
+    def send(self, sid, history, text, image=None, audio=None, token=None):
+        yield from self._turn(sid, history, _user_md(text or "", image, audio), text or "", image, audio, token)
 
-    def act(self, kind: str, rank: int, sid, history):
+    def act(self, kind: str, rank: int, sid, history, token=None):
         """A card button: "like" (no new list), "dislike" or "more" (feedback plus a new list)."""
         try:
-            session = self._session(sid)
+            session = self._session(sid, token)
             title = self.rec.catalog.get(session.item_at(rank)).title
-        except (InputError, KeyError) as e:
-            yield View(sid, history, f"⚠️ {html.escape(str(e))}")
+            if kind == "like":
+                session = self.rec.feedback(session, rank, liked=True)
+        except (InputError, KeyError, StoreError) as e:
+            yield View(sid, history, f"⚠️ {html.escape(_public(str(e.args[0] if isinstance(e, KeyError) else e)))}")
             return
         if kind == "like":
-            session = self.rec.feedback(session, rank, liked=True)
             msg = f"Noted: you like **{html.escape(title)}**. Later picks will lean that way."
             yield View(session.id, [*history, {"role": "user", "content": f"👍 #{rank} {html.escape(title)}"},
                                     {"role": "assistant", "content": msg}], f"👍 liked {html.escape(title)}")
         elif kind == "dislike":
-            yield from self._turn(sid, history, f"👎 Not #{rank} ({html.escape(title)})", f"not #{rank}")
+            yield from self._turn(sid, history, f"👎 Not #{rank} ({html.escape(title)})", f"not #{rank}", token=token)
         elif kind == "more":
-            yield from self._turn(sid, history, f"➕ More like #{rank} ({html.escape(title)})", f"more like #{rank}")
+            yield from self._turn(sid, history, f"➕ More like #{rank} ({html.escape(title)})", f"more like #{rank}",
+                                  token=token)
         else:
             raise ValueError(f"unknown action {kind!r}; valid: like, dislike, more")
 
     def reset(self) -> View:
         return View(None, [], "New conversation.", [])
 
-    def resume(self, sid: str) -> View:
+    def resume(self, sid: str, token: str | None = None) -> View:
+        """Continue a session of this browser by id (a session of another browser reads as unknown)."""
         sid = (sid or "").strip()
         try:
-            session = self.rec.store.load(sid)
-        except KeyError:
-            return View(None, [], f"⚠️ no saved session {html.escape(sid)!r}; started a new one", [])
+            session = self._session(sid, token) if sid else None
+        except (KeyError, StoreError):
+            session = None
+        if session is None:
+            return View(None, [], f"⚠️ no saved session {html.escape(sid[:64])!r} for this browser; started a new one", [])
         return View(session.id, history_of(session), f"Resumed session {session.id} ({len(session.turns)} turns).", [])
 
-    def on_load(self, request: gr.Request) -> View:
-        """Page load: ``?session=ID`` resumes that session, otherwise a new conversation starts."""
+    def on_load(self, token: str | None = None, request: gr.Request = None) -> View:
+        """Page load: ``?session=ID`` resumes that session (this browser's only), otherwise a new conversation."""
         sid = request.query_params.get("session") if request else None
-        return self.resume(sid) if sid else self.reset()
+        return self.resume(sid, token) if sid else self.reset()
 
-    def export(self, sid) -> str | None:
-        """Path of a JSON file with the whole session, for gr.File."""
+    def export(self, sid, token: str | None = None) -> str | None:
+        """Path of a JSON file with the whole session, for gr.File (this browser's sessions only)."""
         if not sid:
             return None
+        try:
+            data = self._session(sid, token).to_dict()
+        except (KeyError, StoreError):
+            return None
+        data.pop("owner", None)  # the hash of this browser's secret is nobody's business
         path = Path(tempfile.mkdtemp(prefix="chatrec-")) / f"chatrec-session-{sid}.json"
-        path.write_text(json.dumps(self._session(sid).to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         return str(path)
 
 
@@ -263,6 +320,11 @@ def _panel_md(rec: Recommender) -> str:
             f"**Retrieval:** {cfg.retrieval.n_candidates} candidates → top {cfg.ranking.top_k}")
 
 
+def browser_token(token: str | None) -> str:
+    """This browser's secret: kept when it has one, else 256 fresh random bits."""
+    return token if token and len(token) >= 32 else secrets.token_urlsafe(32)
+
+
 def _session_md(sid: str | None) -> str:
     return f"**Session:** `{sid}`" if sid else "**Session:** new (saved with the first message)"
 
@@ -272,6 +334,8 @@ def build_app(rec: Recommender) -> gr.Blocks:
     slots_n = rec.cfg.ranking.top_k  # one card per shown item
     with gr.Blocks(title="chatrec") as demo:
         sid = gr.State(None)
+        # The browser's secret, kept in its local storage: sessions are bound to it (see ChatUI._session).
+        token = gr.BrowserState("", storage_key="chatrec-browser")
         with gr.Sidebar(open=True):
             gr.Markdown("### chatrec")
             gr.Markdown(_panel_md(rec), elem_id="panel")
@@ -291,10 +355,10 @@ def build_app(rec: Recommender) -> gr.Blocks:
                                      scale=5, elem_id="msg", max_lines=4)
                     send_btn = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
                 with gr.Row():
-                    image = gr.Image(type="filepath", label="Image (optional)", sources=["upload"], height=140,
-                                     elem_id="image")
-                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio (optional)",
-                                     elem_id="audio")
+                    image = UploadedImage(type="filepath", label="Image (optional)", sources=["upload"], height=140,
+                                          elem_id="image")
+                    audio = UploadedAudio(sources=["upload", "microphone"], type="filepath",
+                                          label="Audio (optional)", elem_id="audio")
             with gr.Column(scale=4):
                 gr.Markdown("### Recommendations")
                 cards, slots, buttons = [], [], []
@@ -326,17 +390,18 @@ def build_app(rec: Recommender) -> gr.Blocks:
                 return gen
             return functools.wraps(fn)(lambda *args, **kw: flat(fn(*args, **kw)))
 
-        turn_inputs = [sid, chat, msg, image, audio]
+        turn_inputs = [sid, chat, msg, image, audio, token]
         send_btn.click(wire(ui.send), turn_inputs, outputs)
         msg.submit(wire(ui.send), turn_inputs, outputs)
         for btn, kind, n in buttons:
-            btn.click(wire(functools.partial(ui.act, kind, n)), [sid, chat], outputs)
+            btn.click(wire(functools.partial(ui.act, kind, n)), [sid, chat, token], outputs)
         reset_btn.click(wire(ui.reset), None, outputs, concurrency_limit=None)
-        resume_btn.click(wire(ui.resume), [resume_box], outputs, concurrency_limit=None)
-        resume_box.submit(wire(ui.resume), [resume_box], outputs, concurrency_limit=None)
-        export_btn.click(lambda s: gr.update(value=(p := ui.export(s)), visible=bool(p)), [sid], [export_file],
-                         concurrency_limit=None)
-        demo.load(wire(ui.on_load), None, outputs, concurrency_limit=None)
+        resume_btn.click(wire(ui.resume), [resume_box, token], outputs, concurrency_limit=None)
+        resume_box.submit(wire(ui.resume), [resume_box, token], outputs, concurrency_limit=None)
+        export_btn.click(lambda s, t: gr.update(value=(p := ui.export(s, t)), visible=bool(p)), [sid, token],
+                         [export_file], concurrency_limit=None)
+        demo.load(browser_token, [token], [token], concurrency_limit=None).then(
+            wire(ui.on_load), [token], outputs, concurrency_limit=None)
     demo.queue(default_concurrency_limit=1)  # 2 CPU cores: one model call at a time
     demo.ui = ui  # for tests and embedding
     return demo

@@ -128,13 +128,14 @@ def test_resume_reset_export_and_url_parameter(ui):
     v = last(ui.send(None, [], "an animated film for kids"))
     resumed = ui.resume(v.sid)
     assert resumed.sid == v.sid and [m["role"] for m in resumed.history] == ["user", "assistant"]
-    assert ui.on_load(SimpleNamespace(query_params={"session": v.sid})).history == resumed.history
-    assert ui.on_load(SimpleNamespace(query_params={})).sid is None
+    assert ui.on_load(request=SimpleNamespace(query_params={"session": v.sid})).history == resumed.history
+    assert ui.on_load(request=SimpleNamespace(query_params={})).sid is None
     missing = ui.resume("nope")
     assert missing.sid is None and "no saved session" in missing.status
     assert ui.reset().sid is None and ui.reset().cards == []
     exported = json.loads(Path(ui.export(v.sid)).read_text())
-    assert exported == ui.rec.store.load(v.sid).to_dict()
+    stored = ui.rec.store.load(v.sid).to_dict()
+    assert exported == {k: v for k, v in stored.items() if k != "owner"}
     assert ui.export(None) is None
 
 
@@ -147,3 +148,88 @@ def test_cards_escape_text_and_normalise_scores():
     assert "A &amp; B" in top and "width:100%" in top and "width:15%" in bottom
     streaming = app_gradio.cards_html(recs, {0: "Half a rea"})
     assert "Half a rea" in streaming[0] and "writing a reason" in streaming[1]
+
+
+def test_a_session_id_alone_does_not_open_another_browsers_session(ui):
+    mine, theirs = app_gradio.browser_token(None), app_gradio.browser_token(None)
+    v = last(ui.send(None, [], "a space adventure", token=mine))
+    assert ui.resume(v.sid, mine).sid == v.sid  # the owner resumes
+    stolen = ui.resume(v.sid, theirs)  # another visitor who saw the id
+    assert stolen.sid is None and stolen.history == [] and "no saved session" in stolen.status
+    assert ui.on_load(theirs, SimpleNamespace(query_params={"session": v.sid})).history == []
+    assert ui.export(v.sid, theirs) is None
+    hijack = last(ui.send(v.sid, [], "no horror", token=theirs))  # a forged state cannot continue it either
+    assert "no saved session" in hijack.status
+    assert [t.text for t in ui.rec.store.load(v.sid).turns if t.role == "user"] == ["a space adventure"]
+    assert ui.rec.store.load(v.sid).owner == app_gradio.owner_of(mine) != mine  # only a hash is stored
+
+
+def test_a_like_pressed_while_an_answer_streams_is_kept(ui):
+    v = last(ui.send(None, [], "a heist film"))
+    first = ui.rec.store.load(v.sid).item_at(1)
+    answer = ui.send(v.sid, v.history, "something funnier")
+    next(answer)  # the turn has read the session and started
+    liked = last(ui.act("like", 1, v.sid, v.history))
+    assert "liked" in liked.status
+    final = last(answer)
+    stored = ui.rec.store.load(final.sid)
+    assert first in stored.liked  # the 👍 survived the answer's save
+    assert [t.text for t in stored.turns if t.role == "user"] == ["a heist film", "something funnier"]
+
+
+def test_card_images_come_only_from_the_catalog_folder_and_must_be_images(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "catalog"
+    root.mkdir()
+    Image.new("RGB", (4, 4), "red").save(root / "poster.png")
+    (root / "fake.png").write_text("not an image")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password")
+    assert app_gradio._image_src(str(root / "poster.png"), root).startswith("data:image/png;base64,")
+    for path in (str(secret), str(root / ".." / "secret.txt"), "/etc/passwd", str(root / "fake.png")):
+        assert app_gradio._image_src(path, root) is None, path
+    assert app_gradio._image_src(str(root / "poster.png"), None) is None  # no catalog folder: no local files
+
+
+def test_error_messages_do_not_show_server_folders():
+    msg = "not a readable image: /tmp/gradio/8c2f0a/upload/holiday.png (cannot identify image file)"
+    assert app_gradio._public(msg) == "not a readable image: holiday.png (cannot identify image file)"
+
+
+@pytest.fixture(scope="module")
+def served(ui):
+    """The app on a free localhost port, driven through Gradio's own client (the HTTP API a browser uses)."""
+    import socket
+
+    from gradio_client import Client
+
+    demo = app_gradio.build_app(ui.rec)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, max_file_size="20mb")
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+@pytest.mark.parametrize("name, content", [
+    ("notes.png", b"this is a text file with an image name"),
+    ("huge.png", None),  # a PNG header claiming 100000 x 100000 pixels
+])
+def test_bad_uploads_reach_chatrecs_own_checks(served, tmp_path, name, content):
+    import struct
+    import zlib
+
+    from gradio_client import handle_file
+
+    path = tmp_path / name
+    if content is None:
+        ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+        chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+        content = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    path.write_bytes(content)
+    out = served.predict([], "something like this", handle_file(str(path)), None, api_name="/send")
+    status = out[1]  # (chat, status, session, cards...): gr.State outputs are not part of the HTTP API
+    assert status.startswith("⚠️") and name in status, status
+    assert str(tmp_path) not in status and "/tmp" not in status and "gradio" not in status.lower(), status

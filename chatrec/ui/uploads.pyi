@@ -1,0 +1,35 @@
+"""Upload components that hand the file over undecoded, so chatrec's own checks judge it.
+
+With plain gr.Image / gr.Audio, Gradio decodes an upload before the handler runs: a text file named
+.png or a 10-gigapixel PNG failed as "upstream app raised an exception" instead of one clear message
+naming the file. These are template subclasses (the browser renders them as gr.Image / gr.Audio).
+Gradio keeps a type stub of every component class next to its module: ``uploads.pyi`` is that stub,
+checked in so that importing this module writes nothing.
+"""
+
+import gradio as gr
+
+from gradio.events import Dependency
+
+class UploadedImage(gr.Image):
+    is_template = True
+
+    def preprocess(self, payload):
+        return getattr(payload, "path", None) if payload is not None else None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+class UploadedAudio(gr.Audio):
+    is_template = True
+
+    def preprocess(self, payload):
+        return getattr(payload, "path", None) if payload is not None else None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component

@@ -1,0 +1,157 @@
+"""The session store: no lost writes across processes, corrupt files moved aside, schema migration."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from chatrec.session import Session, TurnRecord, merge
+from chatrec.store import SCHEMA_VERSION, ConflictError, SessionStore, StoreError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _turn(session: Session, text: str, items: list[str]) -> Session:
+    new = session.copy()
+    new.turns += [TurnRecord("user", text), TurnRecord("assistant", "Recommended", items=items)]
+    return new
+
+
+def test_two_writers_from_one_base_keep_both_turns_and_the_like(tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite")
+    base = store.save(_turn(Session(), "a heist film", ["a", "b"]))
+    first, second = store.load(base.id), store.load(base.id)  # two processes read the same row
+    liked = first.copy()
+    liked.like("b")
+    store.save(liked, base=first)  # a 👍 lands while the other answer is being written
+    store.save(_turn(second, "something funnier", ["c", "d"]), base=second)
+    final = store.load(base.id)
+    assert [t.text for t in final.turns if t.role == "user"] == ["a heist film", "something funnier"]
+    assert final.liked == ["b"] and final.last_items == ["c", "d"]
+    assert final.version == 3
+
+
+def test_a_stale_save_without_base_is_a_conflict_and_changes_nothing(tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite")
+    s = store.save(Session())
+    store.save(_turn(store.load(s.id), "one", ["a"]))
+    with pytest.raises(ConflictError, match="changed elsewhere"):
+        store.save(_turn(s, "two", ["b"]))  # read at version 1, the row is at 2
+    assert [t.text for t in store.load(s.id).turns] == ["one", "Recommended"]
+
+
+def test_merge_the_later_writer_wins_on_the_same_item():
+    base = Session(liked=["x"], rejected=["y"])
+    theirs, mine = base.copy(), base.copy()
+    theirs.reject("z")
+    theirs.like("w")
+    mine.like("z")
+    mine.reject("x")
+    mine.year_min = 1980
+    out = merge(base, mine, theirs)
+    assert out.liked == ["w", "z"] and out.rejected == ["y", "x"] and out.year_min == 1980
+
+
+_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, {root!r})
+    from chatrec.session import TurnRecord
+    from chatrec.store import SessionStore
+    store = SessionStore({db!r})
+    base = store.load({sid!r})
+    new = base.copy()
+    new.turns += [TurnRecord("user", sys.argv[1]), TurnRecord("assistant", "Recommended", items=[sys.argv[1]])]
+    new.like(sys.argv[1])
+    Path(sys.argv[2]).write_text("ready")
+    while not Path({go!r}).exists():  # both have read the row before either writes
+        time.sleep(0.01)
+    store.save(new, base=base)
+""")
+
+
+def test_two_processes_answering_one_session_at_once_lose_nothing(tmp_path):
+    db = tmp_path / "s.sqlite"
+    sid = SessionStore(db).save(Session()).id
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER.format(root=str(ROOT), db=str(db), sid=sid, go=str(tmp_path / "go")))
+    procs = [subprocess.Popen([sys.executable, str(script), name, str(tmp_path / f"{name}.ready")])
+             for name in ("first", "second")]
+    import time
+
+    deadline = time.time() + 60
+    while not all((tmp_path / f"{n}.ready").exists() for n in ("first", "second")) and time.time() < deadline:
+        time.sleep(0.02)
+    (tmp_path / "go").write_text("go")
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    final = SessionStore(db).load(sid)
+    assert sorted(t.text for t in final.turns if t.role == "user") == ["first", "second"]
+    assert sorted(final.liked) == ["first", "second"]
+
+
+def test_a_damaged_file_is_moved_aside_and_a_fresh_store_starts(tmp_path):
+    path = tmp_path / "sessions.sqlite"
+    store = SessionStore(path)
+    for _ in range(30):
+        store.save(_turn(Session(), "x" * 500, ["a"]))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated, as after a full disk
+    fresh = SessionStore(path)
+    assert fresh.notes and "moved to sessions.sqlite.corrupt-" in fresh.notes[0]
+    assert fresh.latest() is None and fresh.save(Session()).version == 1
+    assert len(list(tmp_path.glob("sessions.sqlite.corrupt-*"))) == 1
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path):
+    path = tmp_path / "sessions.sqlite"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    store = SessionStore(path)
+    assert store.notes and store.latest() is None
+
+
+def test_an_unreadable_row_is_skipped_with_a_warning(tmp_path, caplog):
+    store = SessionStore(tmp_path / "s.sqlite")
+    good = store.save(_turn(Session(), "good", ["a"]))
+    with sqlite3.connect(store.path) as db:  # a row from a newer chatrec, and one that is not JSON
+        db.execute("INSERT INTO sessions (id, updated, data) VALUES ('newer', 9e12, ?)",
+                   (json.dumps({**good.to_dict(), "id": "newer", "mood_vector": [1, 2]}),))
+        db.execute("INSERT INTO sessions (id, updated, data) VALUES ('broken', 9e12, '{not json')")
+    assert store.latest().id == good.id
+    assert "skipped unreadable session" in caplog.text
+    with pytest.raises(StoreError, match="cannot be read"):
+        store.load("newer")
+
+
+def test_a_schema_1_file_is_migrated_in_place(tmp_path):
+    path = tmp_path / "s.sqlite"
+    old = Session()
+    data = {k: v for k, v in old.to_dict().items() if k not in ("version", "owner")}
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, updated REAL, data TEXT NOT NULL)")
+        db.execute("INSERT INTO sessions VALUES (?, 1.0, ?)", (old.id, json.dumps(data)))
+    store = SessionStore(path)
+    assert store.load(old.id).version == 0
+    assert store.save(store.load(old.id)).version == 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_file_from_a_newer_chatrec_is_refused_not_rewritten(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer chatrec"):
+        SessionStore(path)
+    assert path.read_bytes() == before
+
+
+def test_session_ids_are_unguessable():
+    ids = {Session().id for _ in range(100)}
+    assert len(ids) == 100 and all(len(i) == 32 for i in ids)
