@@ -12,13 +12,15 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from .files import MediaError, check_file
+from .files import MediaError, check_file, quiet_error, shown_name
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000  # Whisper's input rate
 WINDOW_SECONDS = 30.0  # Whisper's fixed context: 3000 mel frames
-MAX_SECONDS = 600.0  # refuse longer files: decoding them would take minutes on 2 cores
+# Default limit of load_audio (catalog clips): longer files would take minutes to decode on 2 cores. A user's
+# spoken request has its own, tighter limit, MediaConfig.max_audio_seconds (60 s), passed in by MediaInputs.
+MAX_SECONDS = 600.0
 SILENCE_RMS = 10 ** (-60 / 20)  # -60 dBFS; quieter than this is no usable speech
 FULL_SCALE = 0.999  # |sample| at or above this counts as clipped
 MAX_CLIPPED_FRACTION = 0.05  # refuse above this fraction of clipped samples
@@ -34,31 +36,37 @@ class AudioClip:
     notes: list[str] = field(default_factory=list)  # what the user should know about the clip
 
 
-def load_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> AudioClip:
+def load_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, setting: str | None = None) -> AudioClip:
     """Decode WAV/FLAC/OGG (anything libsndfile reads), mix to mono and resample to 16 kHz.
 
     Raises :class:`MediaError` for missing, empty, undecodable, zero-length, too long, silent or
-    heavily clipped audio. Clips longer than 30 s get a note; see :func:`windows`.
+    heavily clipped audio. The length is checked from the file header before anything is decoded, and
+    no more than ``max_seconds`` of samples are ever read (a header that lies cannot make us decode
+    more). ``setting`` names where the limit comes from (e.g. ``"media.max_audio_seconds"``) for the
+    message. Clips longer than 30 s get a note; see :func:`windows`.
     """
     path = Path(path)
     check_file(path, "audio")
+    name = shown_name(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise MediaError(f"not a readable audio file (WAV/FLAC/OGG expected) or corrupt: {path} ({e})") from e
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise MediaError(f"audio file contains no samples (zero length): {path}")
-    if info.frames / info.samplerate > max_seconds:
         raise MediaError(
-            f"audio is too long: {path} is {info.frames / info.samplerate / 60:.1f} min "
-            f"(limit {max_seconds / 60:.0f} min); trim it to the part you want to use"
-        )
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
+            f"not a readable audio file (WAV/FLAC/OGG expected) or corrupt: {name} ({quiet_error(e, path)})"
+        ) from e
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise MediaError(f"audio file contains no samples (zero length): {name}")
+    if info.frames / info.samplerate > max_seconds:
+        raise _too_long(name, format_seconds(info.frames / info.samplerate), max_seconds, setting)
+    limit_frames = math.ceil(max_seconds * info.samplerate) if math.isfinite(max_seconds) else -2  # -2: no limit
+    try:  # one frame past the limit tells a lying header from an honest one
+        data, rate = sf.read(str(path), frames=limit_frames + 1, dtype="float32", always_2d=True)  # (n, channels)
     except (sf.LibsndfileError, RuntimeError) as e:
-        raise MediaError(f"audio file is corrupt: {path} ({e})") from e
+        raise MediaError(f"audio file is corrupt: {name} ({quiet_error(e, path)})") from e
     if data.shape[0] == 0:
-        raise MediaError(f"audio file contains no samples (zero length): {path}")
+        raise MediaError(f"audio file contains no samples (zero length): {name}")
+    if 0 <= limit_frames < data.shape[0]:
+        raise _too_long(name, f"longer than its header says, over {format_seconds(max_seconds)}", max_seconds, setting)
     notes = _check_levels(data, path)
     mono = data.mean(axis=1)  # (n,)
     if data.shape[1] > 1:
@@ -71,16 +79,29 @@ def load_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> Aud
     return AudioClip(samples, SAMPLE_RATE, duration, rate, notes)
 
 
+def format_seconds(seconds: float) -> str:
+    """A duration as people say it: "7.5 s", "45 s", "61 s", "1 min 30 s", "10 min 0 s"."""
+    if seconds < 89.95:  # up to a minute and a half, seconds are easier to compare with a limit in seconds
+        return f"{seconds:.1f}".removesuffix(".0") + " s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s"
+
+
+def _too_long(name: str, length: str, max_seconds: float, setting: str | None) -> MediaError:
+    limit = format_seconds(max_seconds) + (f" ({setting})" if setting else "")
+    return MediaError(f"audio is too long: {name} is {length}; the limit is {limit}; trim it to the request")
+
+
 def _check_levels(data: np.ndarray, path: Path) -> list[str]:
     """Silence and clipping are judged on the original samples: resampling smears both."""
     rms = float(np.sqrt(np.mean(np.square(data, dtype=np.float64))))
     if rms < SILENCE_RMS:
         db = 20 * math.log10(rms) if rms > 0 else -math.inf
-        raise MediaError(f"audio is silent: {path} (level {db:.0f} dBFS); check the microphone")
+        raise MediaError(f"audio is silent: {shown_name(path)} (level {db:.0f} dBFS); check the microphone")
     clipped = float(np.mean(np.abs(data) >= FULL_SCALE))
     if clipped > MAX_CLIPPED_FRACTION:
         raise MediaError(
-            f"audio is badly clipped: {path} has {clipped:.0%} of samples at full scale; "
+            f"audio is badly clipped: {shown_name(path)} has {clipped:.0%} of samples at full scale; "
             "record again with lower input gain"
         )
     return [f"{path.name}: {clipped:.1%} of samples clipped"] if clipped > NOTE_CLIPPED_FRACTION else []

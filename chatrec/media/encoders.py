@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -21,6 +22,7 @@ from PIL import Image
 
 from ..weights.whisper_ct2 import load_packaged_whisper
 from .audio import SAMPLE_RATE, SILENCE_RMS, AudioClip, windows
+from .files import MediaError
 
 logger = logging.getLogger(__name__)
 
@@ -169,14 +171,102 @@ class ImageEncoder:
         return F.normalize(torch.cat(out).float(), dim=-1) if out else torch.empty(0, self.embed_dim)
 
 
+# ---- Whisper's text: special tokens out, and whether a window heard speech ------------------------------------
+# Whisper's tokenizer decodes special tokens as text ("<|vi|>" thousands of times on noise reached a transcript).
+_SPECIAL_TOKEN = re.compile(r"<\|[^<>|]{0,40}\|>")  # <|vi|>, <|endoftext|>, <|notimestamps|>, <|0.00|>
+_TOKEN_FRAGMENT = re.compile(r"<\|[\w.:-]*\|?|\|?[\w.:-]*\|>")  # cut-off pieces: "<|vi", "<|", "vi|>", "|>"
+
+# When a window's transcript is not a usable spoken request. The statistics are those Whisper's decoder reports per
+# window (openai-whisper DecodingResult; faster-whisper/CTranslate2 segments carry the same three fields).
+# Measured with the packaged Whisper base: 3-10 s pure tones and noise bursts became "you", "I'm", "1.5kg" with
+# no-speech probability 0.68-0.78 and mean log-probability -1.65 to -2.38; 48 espeak-ng requests (24 texts from
+# "yes" to full sentences, two voices) gave 0.02-0.56 and -0.08 to -1.38 (the one-word "Comedy"), so the
+# log-probability alone at Whisper's -1.0 would refuse real short requests.
+NO_SPEECH_PROB = 0.6  # Whisper's own no_speech_threshold: above it, and ...
+NO_SPEECH_LOGPROB = -1.0  # ... below its logprob_threshold, transcribe() drops the window as silence/noise
+MIN_AVG_LOGPROB = -1.5  # below this the words are guesses whatever no_speech_prob says (between -1.38 and -1.65)
+MAX_COMPRESSION_RATIO = 2.4  # Whisper's compression_ratio_threshold: a gzip ratio above it is a repetition loop
+
+NO_SPEECH, UNCLEAR, REPETITIVE = "no speech", "unclear", "repetitive"
+
+
+def strip_special_tokens(text: str) -> str:
+    """Whisper's text without any ``<|...|>`` token or stray piece of one, whitespace collapsed."""
+    return " ".join(_TOKEN_FRAGMENT.sub(" ", _SPECIAL_TOKEN.sub(" ", text)).split())
+
+
+@dataclass(frozen=True)
+class HeardWindow:
+    """What Whisper made of one 30-s window: its cleaned text, decoding statistics and verdict."""
+
+    text: str  # special tokens stripped
+    no_speech_prob: float | None  # probability of <|nospeech|> at the first step
+    avg_logprob: float | None  # mean log-probability of the text's tokens
+    compression_ratio: float | None  # gzip ratio of the text: high means the decoder looped
+    problem: str | None  # NO_SPEECH, UNCLEAR, REPETITIVE, or None when the text is usable
+
+
+def judge_window(result: Any) -> HeardWindow:
+    """Classify one decoded window (anything with ``text``, ``no_speech_prob``, ``avg_logprob`` and,
+    where available, ``compression_ratio``: a whisper DecodingResult or a faster-whisper Segment)."""
+    text = strip_special_tokens(getattr(result, "text", "") or "")
+    nsp, lp, cr = (getattr(result, k, None) for k in ("no_speech_prob", "avg_logprob", "compression_ratio"))
+    if not text or (nsp is not None and lp is not None and nsp > NO_SPEECH_PROB and lp < NO_SPEECH_LOGPROB):
+        problem: str | None = NO_SPEECH
+    elif lp is not None and lp < MIN_AVG_LOGPROB:
+        problem = UNCLEAR
+    elif cr is not None and cr > MAX_COMPRESSION_RATIO:
+        problem = REPETITIVE
+    else:
+        problem = None
+    return HeardWindow(text, nsp, lp, cr, problem)
+
+
+def _stats(w: HeardWindow) -> str:
+    parts = []
+    if w.no_speech_prob is not None:
+        parts.append(f"no-speech probability {w.no_speech_prob:.2f}")
+    if w.avg_logprob is not None:
+        parts.append(f"mean log-probability {w.avg_logprob:.2f}")
+    return ", ".join(parts) or "no words"
+
+
+def require_speech(heard: Sequence[HeardWindow], name: str) -> str:
+    """The transcript of a spoken request, or a one-line :class:`MediaError` saying why there is none.
+
+    Windows with no speech are left out (as Whisper's transcribe() does); nothing left, or nothing left
+    after stripping special tokens, is a refusal, and so is any remaining window that is unclear or looped.
+    """
+    again = "please record again closer to the microphone"
+    used = [w for w in heard if w.problem != NO_SPEECH]
+    transcript = " ".join(w.text for w in used)
+    if not transcript:
+        worst = max(heard, key=lambda w: w.no_speech_prob or 0.0, default=None)
+        stats = f" ({_stats(worst)})" if worst is not None else ""
+        raise MediaError(f"no speech recognised in {name}{stats}; {again}")
+    for w in used:
+        if w.problem == UNCLEAR:
+            raise MediaError(
+                f"speech in {name} was not recognised clearly (mean log-probability {w.avg_logprob:.2f}, "
+                f"below {MIN_AVG_LOGPROB}); {again}, speaking slowly"
+            )
+        if w.problem == REPETITIVE:
+            raise MediaError(
+                f"the transcript of {name} repeats itself (compression ratio {w.compression_ratio:.1f}, "
+                f"above {MAX_COMPRESSION_RATIO}), so it is not a reliable request; {again}"
+            )
+    return transcript
+
+
 @dataclass
 class AudioEncoding:
-    transcript: str  # Whisper's text for all windows used, joined by spaces
+    transcript: str  # Whisper's text (special tokens stripped) of the windows with speech, joined by spaces
     features: torch.Tensor  # (n_pool, d_audio) encoder states of the real audio, mean-pooled in time
     pooled: torch.Tensor  # (d_audio,) mean of the same states
     language: str | None  # detected or forced language code, e.g. "en"
     seconds_used: float  # audio actually encoded (<= clip duration)
     notes: list[str] = field(default_factory=list)  # clip notes plus what happened here
+    heard: list[HeardWindow] = field(default_factory=list)  # per window used: text, statistics, verdict
 
 
 class AudioEncoder:
@@ -265,6 +355,12 @@ class AudioEncoder:
 
         notes = list(clip.notes)
         wins, feats, hidden = self._states(clip, notes)
+        tokenizer = whisper.tokenizer.get_tokenizer(
+            self.model.is_multilingual,
+            num_languages=self.model.num_languages,
+            language=self.language,
+            task="transcribe",
+        )
         options = whisper.DecodingOptions(
             task="transcribe",
             language=self.language,
@@ -273,20 +369,27 @@ class AudioEncoder:
             prompt=self.prompt,
             without_timestamps=True,
             fp16=False,
+            # Language and <|notimestamps|> tokens are never text, but decode() does not suppress them: on noise
+            # the decoder can loop on "<|vi|>" for its whole token budget. -1 keeps Whisper's default list.
+            suppress_tokens=[-1, *tokenizer.all_language_tokens, tokenizer.no_timestamps],
         )
         # decode() skips the encoder when given (.., n_audio_ctx, n_audio_state) features.
         results = whisper.decode(self.model, feats, options)
-        for i, r in enumerate(results):
-            if r.no_speech_prob > 0.6 and r.avg_logprob < -1.0:
-                notes.append(f"window {i + 1} may contain no speech")
-            if r.compression_ratio > 2.4:
+        heard = [judge_window(r) for r in results]
+        for i, w in enumerate(heard):
+            if w.problem == NO_SPEECH:
+                notes.append(f"window {i + 1}: no speech recognised, left out of the transcript")
+            elif w.problem == UNCLEAR:
+                notes.append(f"window {i + 1}: unclear speech, transcript may be wrong")
+            elif w.problem == REPETITIVE:
                 notes.append(f"window {i + 1}: repetitive transcript, may be unreliable")
         languages = Counter(r.language for r in results)
         return AudioEncoding(
-            transcript=" ".join(t for r in results if (t := r.text.strip())),
+            transcript=" ".join(w.text for w in heard if w.problem != NO_SPEECH),
             features=self._pool(hidden),
             pooled=hidden.mean(0),
             language=languages.most_common(1)[0][0] if languages else self.language,
             seconds_used=sum(len(w) for w in wins) / SAMPLE_RATE,
             notes=notes,
+            heard=heard,
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .files import MediaError, check_file
+from .files import MediaError, check_file, quiet_error
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ def _open(path: Path) -> Image.Image:
         try:
             return Image.open(path)
         except Image.DecompressionBombError as e:
-            raise MediaError(f"image is too large to load safely: {path} ({e})") from e
+            raise MediaError(f"image is too large to load safely: {path.name} ({quiet_error(e, path)})") from e
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise MediaError(f"not an image or corrupt: {path} ({e})") from e
+            raise MediaError(f"not an image or corrupt: {path.name} ({quiet_error(e, path)})") from e
 
 
 def load_image(path: str | os.PathLike, max_side: int = 1024, max_megapixels: float = 50) -> LoadedImage:
@@ -46,12 +46,12 @@ def load_image(path: str | os.PathLike, max_side: int = 1024, max_megapixels: fl
         w, h = probe.size
         if w * h > max_megapixels * 1e6:
             raise MediaError(
-                f"image is too large: {path} is {w}x{h} = {w * h / 1e6:.1f} MP (limit {max_megapixels:g} MP)"
+                f"image is too large: {path.name} is {w}x{h} = {w * h / 1e6:.1f} MP (limit {max_megapixels:g} MP)"
             )
         try:
             probe.verify()  # checks structure/CRCs without decoding pixels
         except Exception as e:  # PIL raises many types here (SyntaxError, struct.error, OSError)
-            raise MediaError(f"not an image or corrupt: {path} ({e})") from e
+            raise MediaError(f"not an image or corrupt: {path.name} ({quiet_error(e, path)})") from e
     notes: list[str] = []
     img = _open(path)  # verify() leaves the object unusable; reopen to decode
     try:
@@ -65,7 +65,7 @@ def load_image(path: str | os.PathLike, max_side: int = 1024, max_megapixels: fl
     except MediaError:
         raise
     except Exception as e:
-        raise MediaError(f"not an image or corrupt: {path} ({e})") from e
+        raise MediaError(f"not an image or corrupt: {path.name} ({quiet_error(e, path)})") from e
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     if (w, h) != img.size:

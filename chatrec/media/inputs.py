@@ -18,8 +18,8 @@ from ..catalog import Catalog
 from ..config import MediaConfig
 from ..model import SoftInputs
 from .audio import load_audio
-from .encoders import AudioEncoder, ImageEncoder, MissingWeightsError
-from .files import MediaError
+from .encoders import AudioEncoder, ImageEncoder, MissingWeightsError, require_speech
+from .files import MediaError, shown_name
 from .images import load_image
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,8 @@ class MediaInputs:
     def prepare(self, image: str | None, audio: str | None) -> Attachments:
         """Load and encode attachments. Raises MediaError for unusable files before anything else changes."""
         loaded_image = load_image(image, max_megapixels=self.cfg.max_image_megapixels) if image else None
-        clip = load_audio(audio, max_seconds=self.cfg.max_audio_seconds) if audio else None
+        clip = (load_audio(audio, max_seconds=self.cfg.max_audio_seconds, setting="media.max_audio_seconds")
+                if audio else None)
         out = Attachments()
         if loaded_image is not None:
             out.notes.extend(loaded_image.notes)
@@ -131,10 +132,9 @@ class MediaInputs:
                     out.notes.append("image used for retrieval only: the adapter has no trained image projector")
         if clip is not None:
             encoding = self.audio_encoder().encode(clip)
+            # No speech, unclear or looping transcripts are refused (one line, naming the file by its base name).
+            out.heard = require_speech(encoding.heard, shown_name(audio))
             out.notes.extend(encoding.notes)
-            out.heard = encoding.transcript.strip()
-            if not out.heard:
-                raise MediaError(f"{audio}: no speech was recognised in the audio")
             out.understood["transcript"] = out.heard
             positions, vecs = self.item_audio_vectors()
             if positions:

@@ -55,6 +55,24 @@ def test_refusals_name_file_and_problem(tmp_path, make, message):
     assert "clip.wav" in str(err.value)
 
 
+def test_too_long_says_length_and_limit_plainly(tmp_path):
+    path = _wav(tmp_path / "x.wav", _tone(600, 1_000), 1_000)
+    with pytest.raises(MediaError) as err:
+        load_audio(path, max_seconds=60, setting="media.max_audio_seconds")
+    assert str(err.value) == (
+        "audio is too long: x.wav is 10 min 0 s; the limit is 60 s (media.max_audio_seconds); trim it to the request"
+    )
+
+
+def test_refusals_do_not_show_the_directory(tmp_path):
+    path = tmp_path / "upload" / "clip.wav"
+    path.parent.mkdir()
+    path.write_bytes(b"RIFF\x00garbage" * 50)  # libsndfile's own message names the full path
+    with pytest.raises(MediaError) as err:
+        load_audio(path)
+    assert "clip.wav" in str(err.value) and str(path.parent) not in str(err.value)
+
+
 def test_mild_clipping_is_a_note(tmp_path):
     x = _tone(1.0, 16_000)
     x[::200] = 1.0  # 0.5% of samples at full scale

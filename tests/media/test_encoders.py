@@ -92,3 +92,20 @@ def test_silent_windows_and_limit_are_noted(whisper_base):
     long = AudioClip(np.ones(SAMPLE_RATE * 200, np.float32) * 0.1, SAMPLE_RATE, 200.0, SAMPLE_RATE, [])
     notes = []
     assert len(whisper_base._select_windows(long, notes)) == 4 and "first 120 s of 200 s" in notes[0]
+
+
+def test_language_tokens_are_suppressed_and_windows_judged(whisper_base, monkeypatch):
+    """decode() does not suppress <|xx|> language tokens itself; a loop on "<|vi|>" once filled a transcript."""
+    import whisper
+
+    seen = []
+    real_decode = whisper.decode
+    monkeypatch.setattr(
+        whisper, "decode", lambda model, mel, options: seen.append(options) or real_decode(model, mel, options)
+    )
+    out = whisper_base.encode(load_audio(FIXTURES / "speech_shoes.wav"))
+    tok = whisper.tokenizer.get_tokenizer(True, num_languages=whisper_base.model.num_languages)
+    assert -1 in seen[0].suppress_tokens  # Whisper's default list is kept
+    assert set(tok.all_language_tokens) | {tok.no_timestamps} <= set(seen[0].suppress_tokens)
+    assert [w.problem for w in out.heard] == [None] and out.heard[0].text == out.transcript
+    assert out.heard[0].no_speech_prob < 0.6 and out.heard[0].avg_logprob > -1.0
