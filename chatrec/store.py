@@ -76,6 +76,8 @@ class SessionStore:
             raise StoreError(f"{self.path} was written by a newer chatrec (store schema {version}, this one reads "
                              f"up to {SCHEMA_VERSION}); upgrade chatrec or choose another --data-dir")
         columns = {r[1] for r in db.execute("PRAGMA table_info(sessions)")}
+        if version == SCHEMA_VERSION and columns:
+            return  # current: opening writes nothing (a store that is only read stays byte-identical)
         db.execute("BEGIN IMMEDIATE")
         if not columns:
             db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, updated REAL, data TEXT NOT NULL, "
