@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -154,6 +155,26 @@ def _clip(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
+INDEX_MAX_VALUES = 16  # a word attribute with more values than this is keyword stuffing (demo items: 16 at most)
+INDEX_MAX_VALUE_CHARS = 48  # a longer "keyword" is a sentence of stuffing (demo values: 32 characters at most)
+_NOT_A_NAME = re.compile(r"[0-9:/@]|https?\b|www\.", re.IGNORECASE)
+
+
+def _collapse_repeats(title: str) -> str:
+    """A long title (7+ words) with every word of 4+ letters said three or more times kept once ("Thriller
+    Thriller Thriller Comedy Comedy Comedy Best Film" -> "Thriller Comedy Best Film")."""
+    words = title.split()
+    counts: dict[str, int] = {}
+    for w in words:
+        if len(w) > 3:  # "the", "of", "and" repeat in real titles ("The Lord of the Rings: The Return of the King")
+            counts[w.lower()] = counts.get(w.lower(), 0) + 1
+    if len(words) < 7 or max(counts.values(), default=0) < 3:  # "Linda Linda Linda", "Tora! Tora! Tora!" are titles
+        return title
+    seen: set[str] = set()
+    kept = [w for w in words if counts.get(w.lower(), 0) < 3 or (w.lower() not in seen and not seen.add(w.lower()))]
+    return " ".join(kept)
+
+
 @dataclass(frozen=True)
 class Item:
     id: str  # unique, stable identifier
@@ -188,15 +209,29 @@ class Item:
         return out
 
     def text(self) -> str:
-        """The text that retrieval indexes: title, every attribute with words in it, and description."""
-        parts = [self.title]
+        """The text that retrieval indexes: title, every attribute with words in it, and description.
+
+        Stuffing is left out, as in the prompt's candidate lines: a long title that repeats words (see
+        :func:`_collapse_repeats`), a word attribute with more than :data:`INDEX_MAX_VALUES` values,
+        a value longer than :data:`INDEX_MAX_VALUE_CHARS`, a "person" that is no name (digits, a colon, a
+        slash). Otherwise "Thriller Thriller Comedy Comedy Best Film" outranks real matches for a small
+        catalog. No demo item has any of these, so their index text is unchanged.
+        """
+        parts = [_collapse_repeats(self.title)]
         keys = [k for k in FACT_KEYS if k != "price"] + [k for k in self.attributes if k not in FACT_KEYS and k not in _NON_TEXT_KEYS]
         for key in keys:
-            vals = self.values(key)
+            vals = self._index_values(key)
             if vals:
                 parts.append(f"{key}: {', '.join(vals)}")
         parts.append(self.description)
         return ". ".join(p for p in parts if p)
+
+    def _index_values(self, key: str) -> list[str]:
+        vals = self.values(key)
+        if key not in PERSON_ROLES and len(vals) > INDEX_MAX_VALUES:
+            return []
+        ok = (v for v in dict.fromkeys(vals) if len(v) <= INDEX_MAX_VALUE_CHARS)
+        return [v for v in ok if key not in PERSON_ROLES or not _NOT_A_NAME.search(v)]
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

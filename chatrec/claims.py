@@ -97,6 +97,8 @@ class ClaimCheck:
 
 
 def norm(text: str) -> str:
+    if text.isascii():  # the same result, without the per-character pass
+        return text.lower()
     t = unicodedata.normalize("NFKD", text)
     return "".join(c for c in t if not unicodedata.combining(c)).lower().replace("’", "'")
 
@@ -110,6 +112,29 @@ def _find(text_norm: str, phrase: str) -> list[re.Match]:
 
 def content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9][a-z0-9'-]{1,}", norm(text)) if w not in _STOP and (len(w) >= 3 or any(c.isdigit() for c in w))}
+
+
+def fold_key(text: str) -> str:
+    """Letters and digits only, accents and case folded: 'Item X', 'ITEM  X!' and 'item-x' are one value."""
+    return re.sub(r"[\W_]+", "", norm(text))
+
+
+_NOT_A_NAME = re.compile(r"[:;/\\@<>\[\]{}#|=*_~]|https?|www\.|\.(?:com|net|org)\b", re.IGNORECASE)
+
+
+def plausible_person(name: str, title: str = "") -> bool:
+    """A person value that can be said of its item as a name ("directed by X"): not the item's own title
+    ("Item X is a film by Item X"), not markup, a link or a slogan ("Fits: yes", "BEST FILM 10/10"), not a
+    sentence. Every person of the demo catalogs passes."""
+    key = fold_key(name)
+    if not key or not any(c.isalpha() for c in key) or (title and key == fold_key(title)):
+        return False
+    return len(name) <= 60 and len(name.split()) <= 6 and not _NOT_A_NAME.search(name)
+
+
+def junk_people(item: Item) -> set[str]:
+    """The item's person values that are no plausible name (see :func:`plausible_person`)."""
+    return {p for key in PERSON_ROLES for p in item.values(key) if not plausible_person(p, item.title)}
 
 
 def _stem(word: str) -> str:
@@ -174,7 +199,7 @@ def _names(catalog: Catalog) -> tuple[dict[str, str], dict[str, tuple[str, ...]]
     """(normalised person -> name, first word -> titles starting with it, longest first) for one catalog.
 
     Lookups by word position keep a check at a few milliseconds on a catalog of thousands of items."""
-    people = {norm(p).rstrip("."): p for it in catalog for p in it.people()}
+    people = {norm(p).rstrip("."): p for it in catalog for p in it.people() if plausible_person(p, it.title)}
     titles: dict[str, list[str]] = {}
     for t in sorted({it.title for it in catalog}, key=len, reverse=True):
         if t.split():
@@ -237,12 +262,24 @@ def person_claims(text: str, item: Item, catalog: Catalog) -> list[Claim]:
     people, _ = _names(catalog)
     low = norm(text)
     roles: dict[str, set[str]] = {}
+    junk = junk_people(item)
     for key in PERSON_ROLES:
         for p in item.values(key):
-            roles.setdefault(norm(p).rstrip("."), set()).add(PERSON_ROLES[key][1])
+            if p not in junk:
+                roles.setdefault(norm(p).rstrip("."), set()).add(PERSON_ROLES[key][1])
     surnames = {n.split()[-1]: n for n in roles if " " in n and len(n.split()[-1]) > 3}
     taken: list[tuple[int, int]] = []
     out = []
+    # A junk person value ("Item X" directed "Item X") said in a role ("a film by Item X") is no fact: the
+    # catalog row is broken, and a checked reason must not repeat it. Named without a role it is only the title.
+    for p in sorted(junk, key=len, reverse=True):
+        for m in _find(low, p):
+            if any(a <= m.start() < b for a, b in taken):
+                continue
+            before, after = low[max(0, m.start() - 40):m.start()], low[m.end():m.end() + 30]
+            if _role_of(before, after) or re.search(r"\bby\s+$", before):
+                taken.append((m.start(), m.end()))
+                out.append(Claim("person", p, False, f"{p!r} is no person's name (a broken catalog value)"))
     for start, end, words in _spans(low):
         if any(a <= start < b for a, b in taken):
             continue

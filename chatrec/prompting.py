@@ -2,9 +2,14 @@
 
 Catalog and user text are data: it is flattened to one line and stripped of the characters that
 delimit the prompt's structure, so a description cannot open a new section, forge a candidate label
-or smuggle in a placeholder. Ranking reads one score per candidate at its ``<fit>`` mark (the
-model's " yes" against " no" there), so format and item set are fixed by construction whatever the
-data says.
+or smuggle in a placeholder. The prompt's own field words are defused in data too (:func:`neutralise`):
+a title cannot answer its own question ("Fits: yes"), forge a label ("B: ..."), a turn ("User: ...") or
+a section header ("### Candidates"), also not with look-alike letters, full-width forms or invisible
+characters. Candidate lines are capped per value and per line, and repeated, title-repeating or stuffed
+values are dropped (:func:`line_values`). Ordinary titles and values are untouched: the demo catalogs
+render byte for byte as before, the text the shipped adapter was trained on. Ranking reads one score per
+candidate at its ``<fit>`` mark (the model's " yes" against " no" there), so format and item set are
+fixed by construction whatever the data says.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .catalog import Item, Schema
+from .catalog import PERSON_ROLES, Item, Schema
+from .claims import fold_key, plausible_person
 from .session import Session
+from .vocab import GENRE_WORDS
 
 IMAGE = "<image>"
 AUDIO = "<audio>"
@@ -30,10 +38,129 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 TEMPLATES = ("rank.txt", "reason.txt")
 
 _UNSAFE = re.compile(r"[<>\[\]{}#|\r\n\t]+")
+TITLE_CAP = 120  # characters of a title in a prompt
+VALUE_CAP = 48  # characters of one attribute value; a longer one is no keyword and is left out (demo: 32 at most)
+VALUES_CAP = 160  # characters of one attribute's values together
+LINE_CAP = 320  # characters of one candidate line before ". Fits:" (demo catalogs: 238 at most)
+STUFFED = 16  # a non-person attribute with more values than this is keyword stuffing: none are shown
+
+# ---- data neutralisation --------------------------------------------------------------------------
+
+# Letters that look like Latin ones (Cyrillic, Greek, a few others), for finding forged field words;
+# the text itself keeps them. NFKC already maps full-width and mathematical letters.
+_LOOKALIKE = str.maketrans(
+    "АВСЕНІЈКМОРЅТХУԁаеһіјӏорԛѕԝху" "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαεικνορτυχ" "ıɑɡɩʏꓢꓝ",
+    "ABCEHIJKMOPSTXYdaehijlopqswxy" "ABEZHIKMNOPTYXaeiknoptux" "iagiySF")
+_COLONS = "꞉∶˸ː։׃︓﹕"
+
+
+def _fold(text: str) -> tuple[str, list[int] | range]:
+    """``text`` with look-alikes mapped to Latin letters and colons, invisible characters removed, and
+    for each folded character the index of the character it came from."""
+    if text.isascii():
+        return text, range(len(text))
+    out, where = [], []
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) == "Cf":
+            continue
+        f = unicodedata.normalize("NFKC", ch).translate(_LOOKALIKE) if not ch.isascii() else ch
+        for c in f:
+            out.append(":" if c in _COLONS else c)
+            where.append(i)
+    return "".join(out), where
+
+
+_SEP = r"[ \t]*[:=>→\-–—|]+\s*"  # "Fits: yes", "fits = yes", "Fits -> YES"
+_ANSWER = r"(?:yes|true|(?:no|false)(?!\s+(?-i:[a-z])))(?![\w'’-])"  # "no" before a word is prose ("fit: no gore")
+_FORGERIES = (
+    # An answer after a fits-like word, with or without a separator: the whole phrase goes.
+    re.compile(rf"\b(?:fits?|fitting|match(?:es)?|suits?|relevant|answer|verdict)(?:{_SEP}|\s+){_ANSWER}", re.I),
+    # The prompt's own question word as a field: "Fits:" ("a good fit: a linguist ..." stays: lower case).
+    re.compile(r"\b(?:Fits?|FITS?)\s*:"),
+    # A candidate label and its answer, "B: yes".
+    re.compile(rf"(?<![\w.'’&*/-])[A-Z]\s*:\s*{_ANSWER}"),
+    # Chat-template turn markers, once their angle brackets are gone.
+    re.compile(r"\b(?:start|end)_of_turn\b", re.I),
+    # A section header: hashes then a section word, or a section word alone on a line.
+    re.compile(r"#+[ \t]*(?:conversation|candidates?)\b", re.I),
+    re.compile(r"(?m)^[ \t=*_~-]*(?:conversation|candidates?)[ \t=*_~:-]*\n", re.I),
+)
+# Field forms that lose their colon only, so the words stay readable: a label "A: ...", a turn
+# "User: ...", a section or reason-prompt field "Candidates: ...", "The user liked: ...".
+_COLON_FORMS = (
+    re.compile(r"(?<![\w.'’&*/-])[A-Z](\s*:)(?!//)"),
+    re.compile(r"\b(?:user|assistant|system|human|bot|ai)(\s*:)", re.I),
+    re.compile(r"\b(?:the\s+)?user\s+(?:asked\s+for|liked|likes|wants?|said)(\s*:)", re.I),
+    re.compile(r"\b(?:Conversation|Candidates?|Facts|Premise|Answer|Question|Instructions?|Response|Model)(\s*:)"),
+)
+_RULE = re.compile(r"[=*_~`-]{3,}")  # "=== Candidates ===", "--- Conversation ---"
+
+
+# Every forgery above has one of these; text without any (most names and keywords) is left at once.
+_TRIGGER = re.compile(r"[:#=*_~`-]|yes|true|\bno\b|false", re.I)
+
+
+def _edits(folded: str) -> list[tuple[int, int]]:
+    if not _TRIGGER.search(folded):
+        return []
+    spans = [m.span() for rx in _FORGERIES for m in rx.finditer(folded)]
+    spans += [m.span(1) for rx in _COLON_FORMS for m in rx.finditer(folded)]
+    spans += [m.span() for m in _RULE.finditer(folded)]
+    return spans
+
+
+def neutralise(text: str) -> str:
+    """``text`` without the prompt's structural phrases: forged answers ("Fits: yes"), labels ("B:"),
+    turns ("User:"), section headers, also written with look-alike letters or invisible characters.
+    Text without them is returned unchanged (the same string)."""
+    edited = False
+    for _ in range(4):  # a removal can join a new forgery ("Fi: ts: yes"); a few passes settle it
+        folded, where = _fold(text)
+        spans = _edits(folded)
+        if not spans:
+            break
+        drop = bytearray(len(text))
+        for a, b in spans:
+            if b > a:
+                for i in range(where[a], where[b - 1] + 1):
+                    drop[i] = 1
+        text = "".join(" " if drop[i] and (i == 0 or not drop[i - 1]) else c
+                       for i, c in enumerate(text) if not drop[i] or i == 0 or not drop[i - 1])
+        edited = True
+    if edited:  # tidy what a removal left: "Seminar. ." -> "Seminar."
+        text = re.sub(r"[ \t]+([.,;!?])", r"\1", text)
+        text = re.sub(r"([.,;!?])(?:[ \t]*[.,;])+", r"\1", text)
+        text = re.sub(r"^[\s.,;:!?]+|[\s,;:]+$", "", text)
+    return text
+
+
+def _destuff(text: str) -> str:
+    """A word said four times or more ("Yes Yes Yes Yes"), or three times in eight words or more ("Thriller
+    Thriller Thriller Comedy ..."), is kept once; "Linda Linda Linda" stays."""
+    words = re.findall(r"[^\W\d_]{3,}", text.lower())
+    least = 3 if len(text.split()) >= 8 else 4
+    stuffed = {w for w in set(words) if words.count(w) >= least and w not in _COMMON}
+    if not stuffed:
+        return text
+    seen: set[str] = set()
+
+    def once(m: re.Match) -> str:
+        w = m.group(0).lower()
+        if w in stuffed:
+            if w in seen:
+                return ""
+            seen.add(w)
+        return m.group(0)
+
+    return re.sub(r"[^\W\d_]{3,}", once, text)
+
+
+_COMMON = frozenset("the and for with from that this who his her their its you not all one".split())
 
 
 def clean(text: str, limit: int = 600) -> str:
-    """One line of data text: no structural characters, bounded length."""
+    """One line of data text: no structural characters or phrases, bounded length."""
+    text = neutralise(text)
     text = _UNSAFE.sub(" ", text)
     text = re.sub(r"\s+", " ", text).strip()
     return text[:limit].rstrip() + ("…" if len(text) > limit else "")
@@ -63,19 +190,59 @@ def item_line(item: Item, schema: Schema) -> str:
     """Key facts of one candidate on one line, the attributes the catalog's schema names. Users name
     third-billed actors and fifth keywords too: with 2 and 4 of them, 60 of 325 validation requests
     named a fact the line did not show."""
-    parts = [clean(item.title, 120) + (f" ({item.year})" if item.year else "")]
+    parts = [title_text(item)]
     for key, n in schema.line_attributes:
-        vals = item.values(key)[:n]
+        vals = line_values(item, key, n)
         if vals:
-            parts.append(clean(", ".join(vals), 160))
-    return "; ".join(parts)
+            parts.append(clean(", ".join(vals), VALUES_CAP))
+    line = "; ".join(parts)
+    return line if len(line) <= LINE_CAP else line[:LINE_CAP].rstrip(" ,;") + "…"
+
+
+def title_text(item: Item) -> str:
+    """The title as a prompt shows it, with its year."""
+    return clean(_destuff(neutralise(item.title)), TITLE_CAP) + (f" ({item.year})" if item.year else "")
+
+
+def _stuffed_value(value: str) -> bool:
+    """A value that is no keyword or name: longer than :data:`VALUE_CAP`, more than eight words, or a run
+    of three genres and more ("feel-good animated family comedy thriller ...")."""
+    if len(value) > VALUE_CAP or len(value.split()) > 8:
+        return True
+    return len({GENRE_WORDS[w] for w in _GENRE_WORD.findall(_fold(value)[0].lower())}) >= 3
+
+
+_GENRE_WORD = re.compile(r"(?<!\w)(" + "|".join(sorted(map(re.escape, GENRE_WORDS), key=len, reverse=True)) + r")(?!\w)")
+
+
+def line_values(item: Item, key: str, n: int) -> list[str]:
+    """Up to ``n`` values of attribute ``key`` as a prompt shows them, without repeats (case, accents and
+    punctuation aside), values that only repeat the title, people that are no plausible name, stuffed
+    values (:func:`_stuffed_value`), or any value of a non-person attribute that has more than
+    :data:`STUFFED` of them."""
+    values = item.values(key)
+    if len(values) > STUFFED and key not in PERSON_ROLES:
+        return []
+    out: list[str] = []
+    seen = {fold_key(item.title)}
+    for v in values:
+        if key in PERSON_ROLES and not plausible_person(v, item.title) or _stuffed_value(v):
+            continue
+        shown = clean(_destuff(neutralise(v)), VALUE_CAP)
+        k = fold_key(shown)
+        if k and k not in seen:
+            seen.add(k)
+            out.append(shown)
+            if len(out) == n:
+                break
+    return out
 
 
 def facts_text(item: Item, schema: Schema) -> str:
     """The item's facts in words, people with their role ("directed by X"), for the reason prompt."""
     parts = [f"from {item.year}"] if item.year else []
     for key, n in schema.line_attributes:
-        vals = item.values(key)[: max(n, 4)]
+        vals = line_values(item, key, max(n, 4))
         if not vals:
             continue
         role = schema.role(key)
@@ -132,7 +299,7 @@ def reason_prompt(item: Item, request: str, liked: Sequence[Item] = (), schema: 
     return template("reason.txt").format(
         noun=schema.item_noun,
         Noun=schema.item_noun[:1].upper() + schema.item_noun[1:],
-        title=clean(item.title, 120) + (f" ({item.year})" if item.year else ""),
+        title=title_text(item),
         facts=facts_text(item, schema),
         description=clean(item.description, 300),
         request=clean(request, 300),

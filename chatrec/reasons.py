@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .catalog import PERSON_ROLES, Catalog, Item, Schema
-from .claims import ClaimCheck, check, complete, content_words, norm
+from .claims import ClaimCheck, check, complete, content_words, fold_key, junk_people, norm
 from .vocab import GENRE_WORDS
 
 
@@ -36,7 +36,11 @@ def facts_in(text: str, item: Item) -> tuple[str, ...]:
     """The item's facts (as "key: value") that ``text`` states."""
     low = norm(text)
     out = []
+    # A value that only repeats the title, or a person value that is no name, is no fact to credit.
+    junk = junk_people(item) | {v for _, v in item.facts() if fold_key(v) == fold_key(item.title)}
     for key, value in item.facts():
+        if value in junk:
+            continue
         if key == "year":
             if value in text:
                 out.append(f"year: {value}")
@@ -65,8 +69,9 @@ def _people(item: Item, schema: Schema, kind: str, skip: frozenset[str] = frozen
     """(role phrase, names) of the item's first person attribute of ``kind`` (creator or performer)."""
     keys = [k for k in schema.person_keys() if PERSON_ROLES[k][1] == kind] or [
         k for k in PERSON_ROLES if PERSON_ROLES[k][1] == kind]
+    junk = junk_people(item)
     for key in keys:
-        names = [n for n in item.values(key) if n not in skip]
+        names = [n for n in item.values(key) if n not in skip and n not in junk]
         if names:
             return PERSON_ROLES[key][0], names[: 2 if kind == "performer" else 1]
     return None
@@ -75,7 +80,8 @@ def _people(item: Item, schema: Schema, kind: str, skip: frozenset[str] = frozen
 def describe(item: Item, schema: Schema, skip: frozenset[str] = frozenset(), first: str = "") -> str:
     """'Groundhog Day (1993) is a comedy and fantasy film directed by Harold Ramis, starring Bill Murray.'
     ``first``: a genre to name first (the one the user asked for)."""
-    genres = sorted(item.values("genres"), key=lambda g: g.lower() != first.lower())
+    genres = [g for g in item.values("genres") if fold_key(g) != fold_key(item.title)]  # not a stuffed title
+    genres = sorted(genres, key=lambda g: g.lower() != first.lower())
     genres = [g.lower() for g in genres[:2]]
     noun = f"{' and '.join(genres)} {schema.item_noun}" if genres else schema.item_noun
     text = f"{item.title}{f' ({item.year})' if item.year else ''} is {_article(noun)} {noun}"
@@ -103,8 +109,11 @@ def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
     """True statements linking the item to what this user wrote or liked, strongest first."""
     low = norm(user_text)
     out = []
-    for key, (phrase, kind) in PERSON_ROLES.items():
+    junk = junk_people(item)
+    for key, (_phrase, kind) in PERSON_ROLES.items():
         for p in item.values(key):
+            if p in junk:
+                continue
             if _mentions(low, p) or (len(p.split()) > 1 and len(p.split()[-1]) > 3 and _mentions(low, p.split()[-1])):
                 out.append(f"you mentioned {p}, who {'directed' if key == 'director' else 'made' if kind == 'creator' else 'stars in'} it"
                            if key != "author" else f"you mentioned {p}, who wrote it")
@@ -114,14 +123,14 @@ def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
     if asked:
         out.append(f"you asked for {asked[0].lower()}")
     for kw in item.values("keywords") + item.values("tags"):
-        if len(kw) > 3 and _wanted(low, kw):
+        if len(kw) > 3 and fold_key(kw) != fold_key(item.title) and _wanted(low, kw):
             out.append(f"you mentioned {kw}, one of its themes")
             break
     for other in liked:
         if other.id == item.id:
             continue
         shared = [p for k, (_, kind) in PERSON_ROLES.items() if kind == "creator"
-                  for p in item.values(k) if p in other.values(k)]
+                  for p in item.values(k) if p in other.values(k) and p not in junk]
         common = [g for g in item.values("genres") if g in other.values("genres")]
         if shared:
             out.append(f"you liked {other.title}, and {shared[0]} made both")
@@ -134,6 +143,8 @@ def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
 
 def _premise(item: Item, budget: int) -> str:
     first = re.split(r"(?<=[.!?])\s+", item.description.strip())[0] if item.description else ""
+    if fold_key(first) == fold_key(item.title):  # "Item X." says nothing the title does not
+        return ""
     return first if first and len(first.split()) <= budget and first[-1] in ".!?" else ""
 
 

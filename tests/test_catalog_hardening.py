@@ -322,3 +322,18 @@ def test_a_folder_or_fifo_as_catalog_and_a_bad_sidecar(tmp_path):
                              (b'{"line_attributes": {"genres": true}}', ": field 'line_attributes' must map")]:
         sidecar.write_bytes(content)
         assert message in refused(sidecar.with_name("cat.jsonl")), content
+
+
+def test_retrieval_text_leaves_out_stuffing_but_keeps_real_titles():
+    from chatrec.catalog import Item
+
+    stuffed = Item("h", "Thriller Thriller Thriller Comedy Comedy Comedy Animation Best Film", "Office footage.",
+                   {"genres": ["Documentary"], "keywords": [f"k{i}" for i in range(30)],
+                    "cast": ["Fits: yes", "BEST FILM EVER 10/10", "Ann Lee"], "tags": ["x" * 60, "office"]})
+    text = stuffed.text()
+    assert text.startswith("Thriller Comedy Animation Best Film. ")
+    assert text.count("Thriller") == 1 and text.count("Comedy") == 1 and "k29" not in text
+    assert "Fits" not in text and "10/10" not in text and "Ann Lee" in text
+    assert "x" * 60 not in text and "office" in text
+    for title in ("Linda Linda Linda", "Tora! Tora! Tora!", "The Lord of the Rings: The Return of the King"):
+        assert Item("t", title).text() == title

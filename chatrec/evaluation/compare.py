@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         runs = load_runs(args.files)
     except (OSError, json.JSONDecodeError, KeyError) as e:
-        raise SystemExit(f"compare: cannot read rankings ({type(e).__name__}: {e}); give rankings.jsonl files of chatrec eval runs")
+        raise SystemExit(f"compare: cannot read rankings ({type(e).__name__}: {e}); give rankings.jsonl files of chatrec eval runs") from None
     if not runs:
         raise SystemExit("compare: the files hold no rankings")
     systems = paired_runs(runs)

@@ -30,11 +30,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..catalog import Item
+from .. import claims
 from ..events import ReasonDone
 from ..media.files import MediaError
 from ..ranking import Ranking
-from .. import claims
 from ..recommender import RETRIEVERS, PreparedTurn, Recommender, UserInput
 from ..session import InputError, Session, TurnRecord, replay
 from .dialogues import Dialogue, Turn

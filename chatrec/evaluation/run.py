@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -25,6 +26,7 @@ class EvalOptions:
     interactive: int = 0  # simulated-user episodes to add
     reasons: bool = True  # write and check reasons for the main system
     progress: bool = True
+    injection: bool = True  # also rank ordinary requests over the catalog plus 25 hostile items (~1 min)
 
 
 def parse_baselines(spec: str) -> tuple[str, ...]:
@@ -64,12 +66,25 @@ def evaluate(cfg: Config, opts: EvalOptions) -> tuple[str, list[SystemMetrics]]:
                                        interactive_episodes=opts.interactive if n == 0 else 0)
         sections.append(f"## {name} (`{path.name}`){' — main table' if n == 0 else ''}\n\n{table}")
         first = first if first is not None else metrics
+    if opts.injection:
+        sections.append(_injection_section(rec, out))
     text = "\n\n".join(sections)
     if len(sets) > 1:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(f"# chatrec eval\n\n{text}\n", encoding="utf-8")
     log.info("reports written to %s (%.1f s)", out, time.perf_counter() - started)
     return text, first or []
+
+
+def _injection_section(rec: Recommender, out: Path) -> str:
+    """Written forgeries: how often a hostile item (forged "Fits: yes", stuffed keywords, instructions) that
+    does not match an ordinary request reaches the shown list; the goal is 0 (``injection.json``)."""
+    from .injection import injection_report
+
+    result = injection_report(rec)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "injection.json").write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    return f"## Injection (`chatrec/data/hostile_items.jsonl`)\n\n```\n{result.summary()}\n```"
 
 
 def _evaluate_set(rec: Recommender, cfg: Config, opts: EvalOptions, path: Path, out: Path, reasons: bool,

@@ -17,13 +17,11 @@ fallback (``fallback_reason``): true, but a template the model will copy.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import json
-from collections.abc import Mapping
 from pathlib import Path
 
 from ..catalog import Catalog

@@ -172,7 +172,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluation.run import EvalOptions, evaluate, parse_baselines
 
     opts = EvalOptions(args.dialogues or "", parse_baselines(args.baselines), args.limit, args.out, args.interactive,
-                       not args.no_reasons)
+                       not args.no_reasons, injection=not args.no_injection)
     table, _ = evaluate(build_config(args), opts)
     print(table)
     return 0
@@ -262,6 +262,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval_out", help="report directory")
     p.add_argument("--interactive", type=int, default=0, help="also run N simulated-user episodes")
     p.add_argument("--no-reasons", action="store_true", help="skip reason generation")
+    p.add_argument("--no-injection", action="store_true",
+                   help="skip the injection check (ordinary requests over the catalog plus 25 hostile items)")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("tune", help="choose retrieval weights, or the LLM/retrieval mix, on validation dialogues")
     add_common_args(p)

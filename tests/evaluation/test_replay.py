@@ -69,6 +69,8 @@ def test_cli_report_without_llm(tmp_path):
     assert code == 0
     for name in ("report.md", "recall_at_k.png", "latency.png", "success_at_turn.png"):
         assert (out / name).stat().st_size > 0
+    injection = json.loads((out / "injection.json").read_text())  # the hostile-item check ran, retrieval only
+    assert injection["n_turns"] >= 20 and injection["hostile_items"] >= 20 and 0 <= injection["share_top5"] <= 1
     report = json.loads((out / "report.json").read_text())
     counts = report["counts"]
     assert counts["dialogues_skipped_n"] == 4 and counts["dialogues_evaluated"] == 3
@@ -155,6 +157,7 @@ def test_real_models_table_has_all_systems(tmp_path, capsys):
     table = capsys.readouterr().out
     for name in ("chatrec", "popularity", "bm25", "dense", "fused", "llm-base"):
         assert f"| {name}" in table or name in table
+    assert "## Injection" in table and "hostile items in the top 5: 0.0%" in table  # goal: none reaches the list
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     main = next(iter(report["systems"].values()))
     assert report["model"] and main["reasons"]["n"] == 5 * report["counts"]["turns_evaluated"]
