@@ -144,6 +144,8 @@ class Retriever:
     def __init__(self, catalog: Catalog, embedder, item_vectors: np.ndarray, cfg: RetrievalConfig):
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets itself to DEBUG when imported
+
         self.catalog = catalog
         self.embedder = embedder
         self.cfg = cfg

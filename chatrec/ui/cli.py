@@ -1,4 +1,4 @@
-"""Command line: ``chatrec chat | recommend | index | eval | train | ui``."""
+"""Command line: ``chatrec chat | recommend | index | eval | tune | train | ui | serve``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from ..config import ConfigError
@@ -32,26 +33,38 @@ def shown(text: object) -> str:
     return escape(_CONTROL.sub("", str(text)))
 
 
-def print_events(console, events) -> object:
-    """Render a turn's events as they arrive: the list when ranked, each reason when it is final."""
-    from ..events import Done, Ranked, ReasonDone, Understood
+def print_events(console, events, verbose: bool = False) -> object:
+    """Render a turn's events as they arrive: a spinner until the list is ranked, the titles at once,
+    then a spinner line showing each reason as it is written and the checked reason when it is final.
+    Scores are shown only with ``verbose``."""
+    from ..events import Done, Ranked, ReasonDone, ReasonToken, Understood
 
     answer = None
-    for event in events:
-        if isinstance(event, Understood) and event.understood.get("transcript"):
-            console.print(f"[dim]heard: {shown(event.understood['transcript'])}[/dim]")
-        elif isinstance(event, Ranked):
-            console.print("[dim]" + "  ".join(f"{r.rank}. {shown(r.title)}" for r in event.recommendations) + "[/dim]")
-        elif isinstance(event, ReasonDone):
-            r = event.recommendation
-            console.print(f"[bold]{r.rank}. {shown(r.title)}[/bold]" + (f" ({r.year})" if r.year else ""))
-            console.print(f"   {shown(r.reason)}", highlight=False)
-        elif isinstance(event, Done):
-            answer = event.answer
-            if not answer.recommendations:
-                console.print("Nothing in the catalog fits all of that.")
-            for n in answer.notes:
-                console.print(f"[yellow]note:[/yellow] {shown(n)}")
+    writing: dict[int, str] = {}
+    with console.status("finding candidates and ranking…", spinner="dots") as status:
+        for event in events:
+            if isinstance(event, Understood) and event.understood.get("transcript"):
+                console.print(f"[dim]heard: {shown(event.understood['transcript'])}[/dim]")
+            elif isinstance(event, Ranked):
+                console.print("[dim]" + "  ".join(
+                    f"{r.rank}. {shown(r.title)}" + (f" ({r.score:.2f})" if verbose else "")
+                    for r in event.recommendations) + "[/dim]")
+                status.update("writing reasons…")
+            elif isinstance(event, ReasonToken):
+                writing[event.row] = writing.get(event.row, "") + event.text
+                status.update(f"writing reason {event.row + 1}: {shown(' '.join(writing[event.row].split())[-70:])}")
+            elif isinstance(event, ReasonDone):
+                r = event.recommendation
+                console.print(f"[bold]{r.rank}. {shown(r.title)}[/bold]" + (f" ({r.year})" if r.year else ""))
+                console.print(f"   {shown(r.reason)}", highlight=False)
+                if verbose and r.reason_rejected:
+                    console.print(f"   [dim]model's reason not shown: {shown(r.reason_rejected)}[/dim]")
+            elif isinstance(event, Done):
+                answer = event.answer
+                if not answer.recommendations:
+                    console.print("Nothing in the catalog fits all of that.")
+                for n in answer.notes:
+                    console.print(f"[yellow]note:[/yellow] {shown(n)}")
     return answer
 
 
@@ -118,7 +131,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 else:
                     console.print(HELP)
                     continue
-            answer = print_events(console, rec.stream(session, UserInput(line, image, audio)))
+            answer = print_events(console, rec.stream(session, UserInput(line, image, audio)), args.verbose)
         except (InputError, MediaError) as e:
             console.print(f"[red]{shown(e)}[/red] (nothing changed)")
             continue
@@ -152,7 +165,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
         from ..recommender import UserInput
 
-        print_events(Console(), rec.stream(session, UserInput(args.text, args.image, args.audio)))
+        print_events(Console(), rec.stream(session, UserInput(args.text, args.image, args.audio)), args.verbose)
     return 0
 
 
@@ -235,6 +248,12 @@ def cmd_ui(argv: list[str]) -> int:
     return ui_main(argv)
 
 
+def cmd_serve(argv: list[str]) -> int:
+    from .server import main as serve_main  # takes its own flags
+
+    return serve_main(argv)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="chatrec", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -280,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--load-in-4bit", action="store_true", help="QLoRA with bitsandbytes (CUDA only)")
     p.set_defaults(func=cmd_train)
     sub.add_parser("ui", help="start the Gradio UI (flags: see chatrec ui --help)", add_help=False)
+    sub.add_parser("serve", help="start the HTTP API (FastAPI; flags: see chatrec serve --help)", add_help=False)
     return ap
 
 
@@ -287,10 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ui"]:
         return cmd_ui(argv[1:])
+    if argv[:1] == ["serve"]:
+        return cmd_serve(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("bm25s", "bitsandbytes", "httpx"):  # library chatter that a user cannot act on
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    if not args.verbose:  # deprecation notices from inside transformers / peft: nothing a user can change
+        warnings.filterwarnings("ignore", category=FutureWarning)
     user_errors = _user_errors()
     try:
         return args.func(args) or 0
