@@ -177,6 +177,22 @@ class SessionStore:
         with closing(self._db()) as db:
             return db.execute("SELECT id, updated FROM sessions ORDER BY updated DESC LIMIT ?", (limit,)).fetchall()
 
+    def owned(self, owner: str, limit: int = 100) -> list[str]:
+        """Ids of the sessions of ``owner`` (a UI browser's or an API client's hash), newest first."""
+        with closing(self._db()) as db:
+            rows = db.execute("SELECT id FROM sessions WHERE owner = ? ORDER BY updated DESC LIMIT ?",
+                              (owner, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def delete(self, session_id: str, owner: str | None = None) -> bool:
+        """Remove a session (only ``owner``'s when given); True when a row was removed. Nothing is kept."""
+        with closing(self._db()) as db:
+            if owner is None:
+                cur = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            else:
+                cur = db.execute("DELETE FROM sessions WHERE id = ? AND owner = ?", (session_id, owner))
+        return cur.rowcount > 0
+
 
 def _is_corrupt(e: sqlite3.DatabaseError) -> bool:
     name = getattr(e, "sqlite_errorname", "")

@@ -155,3 +155,14 @@ def test_a_file_from_a_newer_chatrec_is_refused_not_rewritten(tmp_path):
 def test_session_ids_are_unguessable():
     ids = {Session().id for _ in range(100)}
     assert len(ids) == 100 and all(len(i) == 32 for i in ids)
+
+
+def test_sessions_by_owner_and_deletion_leave_nothing(tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite")
+    mine = [store.save(Session(owner="a")) for _ in range(2)]
+    theirs = store.save(Session(owner="b"))
+    assert sorted(store.owned("a")) == sorted(s.id for s in mine) and store.owned("b") == [theirs.id]
+    assert not store.delete(theirs.id, owner="a")  # not a's to delete
+    assert store.delete(mine[0].id, owner="a") and store.owned("a") == [mine[1].id]
+    with pytest.raises(KeyError):
+        store.load(mine[0].id)
