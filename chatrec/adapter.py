@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from .projector import Projector, ProjectorSpec
 from .prompting import templates_hash
 
 log = logging.getLogger(__name__)
-ADAPTERS_DIR = Path(__file__).resolve().parent.parent / "adapters"
+# Shipped bundles: chatrec/adapters in an installed wheel, adapters/ at the top of an editable checkout.
+_PACKAGED_ADAPTERS = resources.files(__package__) / "adapters"
+ADAPTERS_DIR = (Path(str(_PACKAGED_ADAPTERS)) if _PACKAGED_ADAPTERS.is_dir()
+                else Path(__file__).resolve().parent.parent / "adapters")
 
 
 class AdapterError(ValueError):
@@ -82,7 +86,8 @@ class AdapterStatus:
 
 
 def resolve(name: str) -> Path:
-    """An adapter name under adapters/, or a directory path."""
+    """A directory path (a bundle anywhere, e.g. a training run's ``runs/stage4``), else the name of a
+    shipped bundle (package resource ``chatrec/adapters/<name>``)."""
     p = Path(name)
     if p.is_dir():
         return p

@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from .catalog import PERSON_ROLES, Item, Schema
@@ -34,7 +35,18 @@ FIT = "<fit>"  # marks where a candidate's line ends: its score is read at the t
 PLACEHOLDERS = (IMAGE, AUDIO, FIT)
 LABELS = tuple(string.ascii_uppercase)  # candidate labels, so the user and the model can say "option B"
 FIT_QUESTION = ". Fits:"  # ends every candidate line; the answer would be " yes" or " no"
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+
+def _resource_dir(name: str) -> Path:
+    """A resource folder of the package: ``chatrec/<name>`` in an installed wheel (the build maps the
+    repository's top-level folder there), else the top-level folder of the checkout (editable install)."""
+    inside = resources.files(__package__) / name
+    if inside.is_dir():
+        return Path(str(inside))
+    return Path(__file__).resolve().parent.parent / name
+
+
+PROMPTS_DIR = _resource_dir("prompts")
 TEMPLATES = ("rank.txt", "reason.txt")
 
 _UNSAFE = re.compile(r"[<>\[\]{}#|\r\n\t]+")

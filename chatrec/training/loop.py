@@ -28,7 +28,7 @@ from ..model import ChatLM
 from ..prompting import templates_hash
 from .align import align_audio_projector, align_image_projector
 from .batches import collate_rank, collate_reasons
-from .card import model_card, plot_loss
+from .card import model_card, plot_loss, portable, portable_adapter_config
 from .checkpoint import (
     TrainError,
     check_checkpoint,
@@ -333,7 +333,11 @@ def write_bundle(cfg: Config, lm: ChatLM, identity: str, state: RunState, second
                   "evals": evals, "aligned": state.aligned, "not_trained": not_trained(cfg, state, examples, init),
                   "out": str(out), "config": cfg.to_dict()},
     )
+    # No machine paths in a bundle: data, init and output paths relative to the repository, the base weights by identity.
+    manifest = dataclasses.replace(manifest, training=portable(manifest.training))
     save_adapter(out, lm.lm, projectors, manifest)
+    if (out / "adapter_config.json").is_file():
+        portable_adapter_config(out / "adapter_config.json", identity)
     if state.history:
         plot_loss(state.history, out / "loss.png")
     (out / "README.md").write_text(model_card(manifest, cfg))

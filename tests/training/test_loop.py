@@ -14,6 +14,7 @@ from chatrec.catalog import load_catalog
 from chatrec.config import ConfigError, TrainConfig, load_config
 from chatrec.evaluation.dialogues import Dialogue, Turn, save_dialogues
 from chatrec.model import ChatLM
+from chatrec.training.card import portable
 from chatrec.training.checkpoint import TrainError
 from chatrec.training.loop import batch_indices, lr_at, train
 from chatrec.ui.cli import main as cli_main
@@ -137,8 +138,9 @@ def test_init_adapter_starts_from_its_weights_and_is_recorded(env):
         assert torch.allclose(res.lm.candidate_logits(res.lm.embed([prompt])),
                               first.candidate_logits(first.embed([prompt])), atol=1e-5)
     rec = json.loads((second_out / "manifest.json").read_text())["training"]["init_adapter"]
-    assert rec["path"] == str(env.out) and rec["steps"] == 3
-    assert f"started from the LoRA of `{env.out}`" in (second_out / "README.md").read_text()
+    assert rec["path"] == portable(str(env.out)) and rec["steps"] == 3  # no machine paths in a bundle
+    assert not Path(rec["path"]).is_absolute()
+    assert f"started from the LoRA of `{portable(str(env.out))}`" in (second_out / "README.md").read_text()
     with pytest.raises(TrainError, match="do not fit"):  # another LoRA rank
         train(cfg(env, "max_steps=1", "lora_r=2", f"init_adapter={env.out}", f"out={env.tmp / 'third'}"))
     m = json.loads((env.out / "manifest.json").read_text())
