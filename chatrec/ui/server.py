@@ -319,10 +319,9 @@ def create_app(rec: Recommender | None, *, api_key: str | None = None, max_queue
             "image": {"type": "string", "format": "binary"},
             "audio": {"type": "string", "format": "binary"}}}}}}}
 
-    @app.post("/sessions/{sid}/turns", tags=["turns"], openapi_extra=turn_body)
-    async def turn(sid: str, request: Request, owner: Owner,
-                   rec: Rec):
-        """One turn; returns the answer (ranked list with reasons, notes, what was understood)."""
+    async def admitted_turn(request: Request, rec: Recommender, sid: str, owner: str):
+        """The turn's input (uploads saved to a temp folder), once the session is the caller's and the queue
+        has room; otherwise the 4xx, with the uploads removed."""
         tmp, user_input = await _read_turn(request, st.max_upload)
         try:
             owned(rec, sid, owner)
@@ -330,6 +329,13 @@ def create_app(rec: Recommender | None, *, api_key: str | None = None, max_queue
         except BaseException:
             _cleanup(tmp)
             raise
+        return tmp, user_input
+
+    @app.post("/sessions/{sid}/turns", tags=["turns"], openapi_extra=turn_body)
+    async def turn(sid: str, request: Request, owner: Owner,
+                   rec: Rec):
+        """One turn; returns the answer (ranked list with reasons, notes, what was understood)."""
+        tmp, user_input = await admitted_turn(request, rec, sid, owner)
 
         def run() -> dict:
             answer = None
@@ -350,13 +356,7 @@ def create_app(rec: Recommender | None, *, api_key: str | None = None, max_queue
     async def turn_stream(sid: str, request: Request, owner: Owner,
                           rec: Rec):
         """One turn as server-sent events. A turn refused before it starts gets a 4xx JSON error instead."""
-        tmp, user_input = await _read_turn(request, st.max_upload)
-        try:
-            owned(rec, sid, owner)
-            st.gate.admit()
-        except BaseException:
-            _cleanup(tmp)
-            raise
+        tmp, user_input = await admitted_turn(request, rec, sid, owner)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         end = object()
