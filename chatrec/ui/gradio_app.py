@@ -320,6 +320,25 @@ def _panel_md(rec: Recommender) -> str:
             f"**Retrieval:** {cfg.retrieval.n_candidates} candidates → top {cfg.ranking.top_k}")
 
 
+def ui_secret(home: Path) -> str:
+    """The key Gradio encrypts the browser's secret with in its local storage. Kept in the data folder
+    (mode 600): with Gradio's default, a random key per start, a restarted server could not read what
+    browsers stored, and every visitor would lose their conversations."""
+    path = home / "ui-secret"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        home.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process started at the same moment and wrote it
+            return path.read_text(encoding="utf-8").strip()
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(key)
+        return key
+
+
 def browser_token(token: str | None) -> str:
     """This browser's secret: kept when it has one, else 256 fresh random bits."""
     return token if token and len(token) >= 32 else secrets.token_urlsafe(32)
@@ -335,7 +354,7 @@ def build_app(rec: Recommender) -> gr.Blocks:
     with gr.Blocks(title="chatrec") as demo:
         sid = gr.State(None)
         # The browser's secret, kept in its local storage: sessions are bound to it (see ChatUI._session).
-        token = gr.BrowserState("", storage_key="chatrec-browser")
+        token = gr.BrowserState("", storage_key="chatrec-browser", secret=ui_secret(rec.cfg.home()))
         with gr.Sidebar(open=True):
             gr.Markdown("### chatrec")
             gr.Markdown(_panel_md(rec), elem_id="panel")

@@ -233,3 +233,9 @@ def test_bad_uploads_reach_chatrecs_own_checks(served, tmp_path, name, content):
     status = out[1]  # (chat, status, session, cards...): gr.State outputs are not part of the HTTP API
     assert status.startswith("⚠️") and name in status, status
     assert str(tmp_path) not in status and "/tmp" not in status and "gradio" not in status.lower(), status
+
+
+def test_the_browser_key_survives_a_restart(tmp_path):
+    first = app_gradio.ui_secret(tmp_path)
+    assert app_gradio.ui_secret(tmp_path) == first and len(first) >= 32  # the same after a restart
+    assert (tmp_path / "ui-secret").stat().st_mode & 0o077 == 0  # readable by the server's user only
