@@ -347,7 +347,7 @@ UI = [  # (case, handler call, words)
     ("long audio", lambda ui, w: ui.send(w["sid"], [], "", None, str(w["files"]["long.wav"])), "too long"),
     ("like #9 of five", lambda ui, w: ui.act("like", 9, w["sid"], []), "1 to 5"),
     ("dislike without a list", lambda ui, w: ui.act("dislike", 1, None, []), "no list yet"),
-    ("another browser's session", lambda ui, w: ui.send(w["sid"], [], "x", token="s" * 43), "no saved session"),
+    ("another browser's session", lambda ui, w: [ui.resume(w["sid"], "s" * 43)], "no saved session"),
     ("a forged session id", lambda ui, w: ui.send("../../etc/passwd", [], "x"), "no saved session"),
 ]
 

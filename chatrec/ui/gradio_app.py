@@ -190,16 +190,19 @@ class ChatUI:
         self.rec = rec
         self.media_root = rec.catalog.media_root  # posters come from the catalog's folder only (None: no local files)
 
-    def _session(self, sid: str | None, token: str | None = None) -> Session:
-        """The browser's session ``sid`` (a new one when None); another browser's session is refused.
+    def _session(self, sid: str | None, token: str | None = None, check: bool = True) -> Session:
+        """Session ``sid`` (a new one, bound to ``token``'s browser, when None).
 
-        ``token`` is the browser's secret (kept in its local storage); sessions store only its hash,
-        so knowing a session id is not enough to read or continue the conversation.
+        ``token`` is the browser's secret (kept in its local storage); sessions store only its hash.
+        Ids a visitor supplies (the resume box, ``?session=``) are checked (``check``): another browser's
+        session reads as missing. The tab's current id lives in a gr.State, which stays on the server and
+        is set only by these handlers after creating or checking a session, so turns and buttons on it
+        need no check (and a page whose first message beat its load event keeps working).
         """
         if not sid:
             return Session(owner=owner_of(token))
         session = self.rec.store.load(sid)
-        if session.owner != owner_of(token):
+        if check and session.owner != owner_of(token):
             raise KeyError(f"no saved session {sid!r} for this browser")  # same words as a missing one: ids are not probed
         return session
 
@@ -207,10 +210,13 @@ class ChatUI:
         return cards_html(recs, live, self.media_root)
 
     def _turn(self, sid, history, shown: str, text: str, image=None, audio=None, token=None):
-        """One model turn: stream the list, then the reasons; on bad input, say why and change nothing."""
+        """One model turn: stream the list, then the reasons; on bad input, say why and change nothing.
+
+        ``sid`` is the tab's (see :meth:`_session`); a new conversation is bound to ``token``'s browser.
+        """
         base = [*history, {"role": "user", "content": shown}]
         try:
-            session = self._session(sid, token)
+            session = self._session(sid, token, check=False)
         except (KeyError, StoreError) as e:
             msg = html.escape(_public(str(e.args[0] if isinstance(e, KeyError) else e)))
             yield View(sid, [*base, {"role": "assistant", "content": f"⚠️ {msg}"}], f"⚠️ {msg}")
@@ -254,7 +260,7 @@ class ChatUI:
     def act(self, kind: str, rank: int, sid, history, token=None):
         """A card button: "like" (no new list), "dislike" or "more" (feedback plus a new list)."""
         try:
-            session = self._session(sid, token)
+            session = self._session(sid, token, check=False)
             title = self.rec.catalog.get(session.item_at(rank)).title
             if kind == "like":
                 session = self.rec.feedback(session, rank, liked=True)
@@ -293,11 +299,11 @@ class ChatUI:
         return self.resume(sid, token) if sid else self.reset()
 
     def export(self, sid, token: str | None = None) -> str | None:
-        """Path of a JSON file with the whole session, for gr.File (this browser's sessions only)."""
+        """Path of a JSON file with the tab's whole session, for gr.File."""
         if not sid:
             return None
         try:
-            data = self._session(sid, token).to_dict()
+            data = self._session(sid, token, check=False).to_dict()  # the tab's own session
         except (KeyError, StoreError):
             return None
         data.pop("owner", None)  # the hash of this browser's secret is nobody's business

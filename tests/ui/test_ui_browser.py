@@ -99,6 +99,7 @@ def test_chat_dislike_audio_and_screenshot(app_url, driver, tmp_path):
 
     driver.get(app_url)
     box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#msg textarea"))
+    wait.until(lambda d: "New conversation" in d.find_element(By.ID, "status").text)  # the page has its secret
     box.send_keys("a funny space adventure with a great soundtrack")
     driver.find_element(By.ID, "send").click()
     wait.until(lambda d: answered(1))
