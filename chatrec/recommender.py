@@ -93,6 +93,16 @@ class Recommender:
             lm, status = load_ranker(cfg, device)
         return cls(cfg, catalog, retriever, lm, store, status)
 
+    @classmethod
+    def from_pretrained(cls, adapter: str = "default", *, config: str | None = None,
+                        overrides: Sequence[str] = (), **kwargs) -> Recommender:
+        """chatrec with an adapter bundle: a directory (e.g. ``runs/stage4`` from ``chatrec train``) or the
+        name of a shipped one, as Hugging Face users load a fine-tuned model. ``config`` and ``overrides``
+        (``"section.key=value"``) are read as the command line reads them; ``kwargs`` go to :meth:`from_config`."""
+        from .config import load_config
+
+        return cls.from_config(load_config(config, [*overrides, f"adapter={adapter}"]), **kwargs)
+
     # ---- one turn, step by step --------------------------------------------------------------------
 
     def prepare(self, turn: UserInput) -> PreparedTurn:

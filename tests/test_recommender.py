@@ -117,3 +117,12 @@ def test_an_abandoned_stream_saves_nothing(tiny_recommender):
     assert isinstance(next(events), Understood) and isinstance(next(events), Ranked)
     events.close()  # the consumer went away: generation stops, the session is not saved
     assert rec.store.load(a1.session.id).turns == a1.session.turns
+
+
+def test_from_pretrained_loads_the_named_adapter_with_overrides(monkeypatch, tmp_path):
+    from chatrec.recommender import Recommender
+
+    seen = {}
+    monkeypatch.setattr(Recommender, "from_config", classmethod(lambda cls, cfg, **kw: seen.update(cfg=cfg, kw=kw)))
+    Recommender.from_pretrained(str(tmp_path), overrides=["ranking.top_k=3", "adapter=ignored"], progress=False)
+    assert seen["cfg"].adapter == str(tmp_path) and seen["cfg"].ranking.top_k == 3 and seen["kw"] == {"progress": False}
