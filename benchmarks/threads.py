@@ -1,10 +1,12 @@
-"""Torch CPU threads: the ranked-list latency with 1, 2 and all threads, on an idle and on a loaded machine.
+"""Torch CPU threads: the ranked-list latency with 1, 2 and all threads, on an idle and on a loaded machine,
+with OpenMP's waiting threads spinning (ACTIVE, the runtime's default) and sleeping (PASSIVE, chatrec's).
 
 A busy 2-core machine once took 88 s for one ``chatrec recommend`` with torch's default threads against 21 s
-with ``model.threads=1``: torch's threads spin and fight other processes for the cores. This prints, for each
-thread count, p50/p95 of the time to the ranked list (real packaged models, one-turn requests, no reasons),
-first with nothing else running, then with one busy process per core competing (``--load N`` to change),
-and the peak RSS. ``model.threads`` defaults to the row that does best under load without losing much idle.
+with ``model.threads=1``: between parallel regions OpenMP threads spin, and when another process holds a core
+every region waits for a descheduled thread. This prints, per wait policy (each in its own process: the
+policy is read when torch loads) and thread count, p50/p95 of the time to the ranked list (real packaged
+models, one-turn requests, no reasons), first with nothing else running, then with one busy process per core
+competing (``--load N``), and the peak RSS. ``chatrec`` sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is set.
 
     python benchmarks/threads.py [--turns 12] [--load 2]
 """
@@ -48,7 +50,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--turns", type=int, default=12)
     ap.add_argument("--load", type=int, default=os.cpu_count() or 2, help="busy processes in the loaded runs")
+    ap.add_argument("--policy", choices=["ACTIVE", "PASSIVE"], help="(internal) measure in this process")
     args = ap.parse_args()
+    if args.policy is None:  # the parent: one child process per wait policy, rows printed as they come
+        import subprocess
+        import sys
+
+        print("| wait policy | threads | machine | p50 | p95 |\n|---|---|---|---|---|", flush=True)
+        for policy in ("ACTIVE", "PASSIVE"):
+            subprocess.run([sys.executable, __file__, "--turns", str(args.turns), "--load", str(args.load),
+                            "--policy", policy], env={**os.environ, "OMP_WAIT_POLICY": policy}, check=True)
+        return
+    measure(args)
+
+
+def measure(args) -> None:
 
     from chatrec.config import load_config
     from chatrec.recommender import Recommender
@@ -57,8 +73,8 @@ def main() -> None:
     rec = Recommender.from_config(cfg, progress=False)
     cores = os.cpu_count() or 1
     counts = sorted({1, 2, cores})
-    print(f"{cores} cores; {args.turns} one-turn requests per row; time to the ranked list (LLM scores 10 candidates)")
-    print("| threads | machine | p50 | p95 |\n|---|---|---|---|")
+    print(f"<!-- {args.policy}: {cores} cores; {args.turns} one-turn requests per row; time to the ranked list "
+          "(the LLM scores 10 candidates) -->", flush=True)
     results: dict[tuple[int, str], float] = {}
     for load in ("idle", f"{args.load} busy processes"):
         stop = mp.Event()
@@ -71,15 +87,16 @@ def main() -> None:
                 ranked_latency(rec, 2)  # warm-up at this thread count
                 xs = ranked_latency(rec, args.turns)
                 results[(n, load)] = float(np.percentile(xs, 50))
-                print(f"| {n} | {load} | {np.percentile(xs, 50):.2f} s | {np.percentile(xs, 95):.2f} s |", flush=True)
+                print(f"| {args.policy} | {n} | {load} | {np.percentile(xs, 50):.2f} s | {np.percentile(xs, 95):.2f} s |",
+                      flush=True)
         finally:
             stop.set()
             for p in burners:
                 p.join()
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
     loaded = [k for k in results if k[1] != "idle"]
     best = min(loaded, key=lambda k: results[k])
-    print(f"best under load: {best[0]} thread(s) ({results[best]:.2f} s p50; idle {results[(best[0], 'idle')]:.2f} s)")
+    print(f"<!-- {args.policy}: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB; best "
+          f"under load {best[0]} thread(s), {results[best]:.2f} s p50 (idle {results[(best[0], 'idle')]:.2f} s) -->")
 
 
 if __name__ == "__main__":

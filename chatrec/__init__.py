@@ -13,6 +13,12 @@ light (torch and transformers load with the Recommender).
 from __future__ import annotations
 
 import importlib
+import os
+
+# OpenMP threads that wait between parallel regions sleep instead of spinning. On a busy 2-core machine
+# spinning threads made the ranked list 13.1 s instead of 2.3 s with 2 threads, and idle it costs nothing
+# (1.31 vs 1.38 s): benchmarks/threads.py. Read when torch loads, so it is set before anything imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
