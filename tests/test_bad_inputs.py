@@ -403,3 +403,10 @@ def test_an_unclosed_quote_in_a_command_is_one_line(world, tmp_path, monkeypatch
     out = _run_cli(world, ["chat", "--new", "--data-dir", str(data), "--set", "ranking.use_llm=false",
                            "generation.reasons=false"], capsys, monkeypatch)
     assert out.rc == 0
+
+
+@pytest.mark.parametrize("command", ["ui", "serve"])
+def test_the_servers_report_bad_settings_in_one_line(command, capsys):
+    rc = cli.main([command, "--set", "ranking.topk=3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("chatrec: error: unknown config key"), err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import re
@@ -305,21 +306,23 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["ui"]:
-        return cmd_ui(argv[1:])
-    if argv[:1] == ["serve"]:
-        return cmd_serve(argv[1:])
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    verbose = "-v" in argv or "--verbose" in argv
+    if argv[:1] in (["ui"], ["serve"]):  # they parse their own flags
+        run = functools.partial(cmd_ui if argv[0] == "ui" else cmd_serve, argv[1:])
+    else:
+        args = parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        run = functools.partial(args.func, args)
     for noisy in ("bm25s", "bitsandbytes", "httpx"):  # library chatter that a user cannot act on
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    if not args.verbose:  # deprecation notices from inside transformers / peft: nothing a user can change
+    if not verbose:  # deprecation notices from inside transformers / peft: nothing a user can change
         warnings.filterwarnings("ignore", category=FutureWarning)
     user_errors = _user_errors()
     try:
-        return args.func(args) or 0
+        return run() or 0
     except user_errors as e:
-        if args.verbose:
+        if verbose:
             log.exception("details")
         print(f"chatrec: error: {one_line(e)}", file=sys.stderr)
         return 2
