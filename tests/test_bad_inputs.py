@@ -164,6 +164,7 @@ REQUESTS = [  # (case, recommend argv after the text, text, words)
 class Outcome:
     rc: int
     stderr: str
+    stdout: str = ""
 
 
 def _run_cli(world, argv: list[str], capsys, monkeypatch) -> Outcome:
@@ -179,7 +180,8 @@ def _run_cli(world, argv: list[str], capsys, monkeypatch) -> Outcome:
     monkeypatch.setattr(Recommender, "from_config", staticmethod(from_config))
     capsys.readouterr()
     rc = cli.main([a.replace("{files}", str(world["root"] / "files")) for a in argv])
-    return Outcome(rc, capsys.readouterr().err)
+    captured = capsys.readouterr()
+    return Outcome(rc, captured.err, captured.out)
 
 
 def _assert_one_line(out: Outcome, words: str) -> None:
@@ -410,3 +412,30 @@ def test_the_servers_report_bad_settings_in_one_line(command, capsys):
     rc = cli.main([command, "--set", "ranking.topk=3"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("chatrec: error: unknown config key"), err
+
+
+def test_saving_a_session_another_process_changed_is_one_line_and_the_chat_goes_on(world, tmp_path, monkeypatch,
+                                                                                  capsys):
+    import io
+
+    data = tmp_path / "data"
+    store = SessionStore(data / "sessions.sqlite")
+    sid = store.save(Session()).id
+
+    class Elsewhere(io.StringIO):
+        """stdin whose first line arrives after another process saved the same session."""
+
+        def readline(self, *a):
+            if self.tell() == 0:
+                other = store.load(sid)
+                other.turns.append(TurnRecord("user", "said in another window"))
+                store.save(other)
+            return super().readline(*a)
+
+    monkeypatch.setattr("sys.stdin", Elsewhere("/save\n/quit\n"))
+    out = _run_cli(world, ["chat", "--session", sid, "--data-dir", str(data), "--set", "ranking.use_llm=false",
+                           "generation.reasons=false"], capsys, monkeypatch)
+    assert out.rc == 0 and "Traceback" not in out.stderr
+    text = " ".join(out.stdout.split())  # the console wraps long lines
+    assert text.count("was changed elsewhere since it was loaded") == 1, out.stdout
+    assert [t.text for t in store.load(sid).turns] == ["said in another window"]  # the other window's turn kept

@@ -75,6 +75,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from ..media.files import MediaError
     from ..recommender import Recommender, UserInput
     from ..session import InputError
+    from ..store import StoreError
 
     console = Console()
     cfg = build_config(args)
@@ -119,7 +120,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     console.print(f"[dim]new session {session.id}[/dim]")
                     continue
                 if cmd == "/save":
-                    rec.store.save(session)
+                    session = rec.store.save(session)
                     console.print(f"[dim]saved session {session.id}; resume with: chatrec chat --session {session.id}[/dim]")
                     continue
                 if cmd == "/sessions":
@@ -135,6 +136,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
             answer = print_events(console, rec.stream(session, UserInput(line, image, audio)), args.verbose)
         except (InputError, MediaError) as e:
             console.print(f"[red]{shown(e)}[/red] (nothing changed)")
+            continue
+        except StoreError as e:  # e.g. /save of a session another process changed meanwhile: the chat goes on
+            console.print(f"[red]{shown(e)}[/red]")
             continue
         session = answer.session
 
