@@ -21,6 +21,12 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
 
 
+def add_server_args(p: argparse.ArgumentParser, port: int) -> None:
+    """--host (localhost unless asked: nothing is exposed by default) and --port, for `ui` and `serve`."""
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=port)
+
+
 def build_config(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
     """The Config from --config, then --set overrides, then the named flags, then ``extra`` (later wins)."""
     overrides = list(getattr(args, "set", []) or [])

@@ -436,12 +436,11 @@ def build_app(rec: Recommender) -> gr.Blocks:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .args import add_common_args, build_config
+    from .args import add_common_args, add_server_args, build_config
 
     ap = argparse.ArgumentParser(prog="chatrec ui", description="Start the chatrec web UI.")
     add_common_args(ap)
-    ap.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    ap.add_argument("--port", type=int, default=7860)
+    add_server_args(ap, port=7860)
     ap.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

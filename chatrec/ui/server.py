@@ -506,12 +506,11 @@ async def _read_turn(request: Request, limit: int) -> tuple[str | None, UserInpu
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from .args import add_common_args, build_config
+    from .args import add_common_args, add_server_args, build_config
 
     ap = argparse.ArgumentParser(prog="chatrec serve", description="Start the chatrec HTTP API (docs at /docs).")
     add_common_args(ap)
-    ap.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    ap.add_argument("--port", type=int, default=8000)
+    add_server_args(ap, port=8000)
     ap.add_argument("--no-ui", action="store_true", help="do not mount the Gradio UI at /ui")
     ap.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
                     help=f"turns that may wait for the model before 429 (default {DEFAULT_MAX_QUEUE})")
