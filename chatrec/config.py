@@ -78,6 +78,9 @@ class GenerationConfig:
     max_reason_tokens: int = 64  # per reason; generation stops at the line end, and a cut-off sentence is dropped
     no_repeat_ngram: int = 4  # forbid repeating a 4-token run within a reason (greedy loops); 0 = off
     batch_reasons: bool = True  # one batched generate call for all top-k reasons
+    # A passing model reason that says nothing about this user is led by a true hook built from their words
+    # ("You asked for horror: ..."); false keeps the model's text as written (a same-run ablation).
+    lead_with_hook: bool = True
 
 
 @dataclass(frozen=True)

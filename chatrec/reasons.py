@@ -26,6 +26,7 @@ class Reason:
     facts_used: tuple[str, ...]  # the item's facts ("key: value") the shown text states
     raw: str  # the model's text before any check ("" when the model wrote none)
     verdict: ClaimCheck | None  # the model text's claim check (None when the model wrote none)
+    hooked: bool = False  # a model text led by a hook to the user (``with_hook``)
 
 
 def _mentions(text_low: str, phrase: str) -> bool:
@@ -105,26 +106,40 @@ def _wanted(low: str, phrase: str) -> bool:
                for m in re.finditer(rf"(?<!\w){re.escape(norm(phrase))}(?!\w)", low))
 
 
-def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
+@dataclass(frozen=True)
+class Hook:
+    """One true statement linking an item to this user, in two wordings."""
+
+    clause: str  # "you asked for horror": joined to a description ("...; you asked for horror.")
+    lead: str  # "You asked for horror": put before a model-written reason, with a colon
+
+
+def _person_hook(item: Item, key: str, person: str) -> Hook:
+    kind = PERSON_ROLES[key][1]
+    verb = "wrote" if key == "author" else "directed" if key == "director" else "made" if kind == "creator" else "stars in"
+    return Hook(f"you mentioned {person}, who {verb} it",
+                f"You mentioned {person}" if kind == "performer" else f"From {person}, whom you mentioned")
+
+
+def find_hooks(item: Item, user_text: str, liked: Sequence[Item] = (), noun: str = "film") -> list[Hook]:
     """True statements linking the item to what this user wrote or liked, strongest first."""
     low = norm(user_text)
     out = []
     junk = junk_people(item)
-    for key, (_phrase, kind) in PERSON_ROLES.items():
+    for key in PERSON_ROLES:
         for p in item.values(key):
             if p in junk:
                 continue
             if _mentions(low, p) or (len(p.split()) > 1 and len(p.split()[-1]) > 3 and _mentions(low, p.split()[-1])):
-                out.append(f"you mentioned {p}, who {'directed' if key == 'director' else 'made' if kind == 'creator' else 'stars in'} it"
-                           if key != "author" else f"you mentioned {p}, who wrote it")
+                out.append(_person_hook(item, key, p))
     genres = {g.lower() for g in item.values("genres")}
     asked = [g for w, g in GENRE_WORDS.items() if _wanted(low, w) and g.lower() in genres]
     asked += [g for g in item.values("genres") if _wanted(low, g) and g not in asked]
     if asked:
-        out.append(f"you asked for {asked[0].lower()}")
+        out.append(Hook(f"you asked for {asked[0].lower()}", f"You asked for {asked[0].lower()}"))
     for kw in item.values("keywords") + item.values("tags"):
         if len(kw) > 3 and fold_key(kw) != fold_key(item.title) and _wanted(low, kw):
-            out.append(f"you mentioned {kw}, one of its themes")
+            out.append(Hook(f"you mentioned {kw}, one of its themes", f"You mentioned {kw}"))
             break
     for other in liked:
         if other.id == item.id:
@@ -133,12 +148,20 @@ def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
                   for p in item.values(k) if p in other.values(k) and p not in junk]
         common = [g for g in item.values("genres") if g in other.values("genres")]
         if shared:
-            out.append(f"you liked {other.title}, and {shared[0]} made both")
+            out.append(Hook(f"you liked {other.title}, and {shared[0]} made both",
+                            f"You liked {other.title}, and {shared[0]} made this one too"))
             break
         if common:
-            out.append(f"like {other.title}, which you liked, it is {_article(common[0])} {common[0].lower()}")
+            genre = f"{_article(common[0])} {common[0].lower()}"
+            out.append(Hook(f"like {other.title}, which you liked, it is {genre}",
+                            f"Like {other.title}, which you liked, this is {genre} {noun}"))
             break
     return out
+
+
+def hooks(item: Item, user_text: str, liked: Sequence[Item] = ()) -> list[str]:
+    """The hooks' clauses ("you asked for horror"), strongest first."""
+    return [h.clause for h in find_hooks(item, user_text, liked)]
 
 
 def _premise(item: Item, budget: int) -> str:
@@ -180,14 +203,36 @@ def _echoes_prompt(text: str, user_text: str) -> bool:
         len(words) >= 3 and len(words & content_words(user_text)) / len(words) >= 0.6)
 
 
-def finalize_reason(raw: str, item: Item, catalog: Catalog, user_text: str, liked: Sequence[Item] = ()) -> Reason:
-    """The reason to show for one item, from the model's raw text (possibly empty)."""
+def with_hook(text: str, item: Item, user_text: str, liked: Sequence[Item] = (), noun: str = "film") -> str:
+    """``text`` led by the strongest true hook to this user ("You asked for horror: ..."), or "" if none.
+
+    The small model often writes a true premise that never says why it suits this user; the hook is
+    built from the user's own words and the item's facts, so it is true by construction and the claim
+    check runs again on the whole.
+    """
+    found = find_hooks(item, user_text, liked, noun)
+    if not found:
+        return ""
+    return f"{found[0].lead}: {text}"
+
+
+def finalize_reason(raw: str, item: Item, catalog: Catalog, user_text: str, liked: Sequence[Item] = (),
+                    lead_with_hook: bool = True) -> Reason:
+    """The reason to show for one item, from the model's raw text (possibly empty).
+
+    ``lead_with_hook``: a passing model text that says nothing about this user is led by a true hook.
+    """
     raw = raw.strip()
     text = complete(raw.strip('"').strip())
     verdict = None
     if raw:
         verdict = check(text or raw, item, catalog, user_text, liked)
         if text and verdict.ok and not _echoes_prompt(text, user_text) and reason_grounding(text, item):
+            if lead_with_hook and not verdict.about_user:
+                led = with_hook(text, item, user_text, liked, catalog.schema.item_noun)
+                led_verdict = check(led, item, catalog, user_text, liked) if led else None
+                if led_verdict is not None and led_verdict.ok:
+                    return Reason(led, "model", facts_in(led, item), raw, led_verdict, hooked=True)
             return Reason(text, "model", facts_in(text, item), raw, verdict)
     shown = fallback_reason(item, user_text, liked, catalog.schema)
     return Reason(shown, "fallback", facts_in(shown, item), raw, verdict)

@@ -166,7 +166,8 @@ class Recommender:
                         yield ReasonToken(rows[event[0]], event[1])
         liked = [self.catalog.get(i) for i in session.liked if i in self.catalog]
         for row, (rec, text) in enumerate(zip(recs, raw, strict=True)):
-            r = finalize_reason(text, self.catalog.get(rec.item_id), self.catalog, user_text, liked)
+            r = finalize_reason(text, self.catalog.get(rec.item_id), self.catalog, user_text, liked,
+                                self.cfg.generation.lead_with_hook)
             why = (r.verdict.problem() or "not about the item, or an echo of the request") if r.source == "fallback" and r.verdict else ""
             yield ReasonDone(row, replace(rec, reason=r.text, reason_source=r.source, facts_used=r.facts_used,
                                           reason_raw=r.raw, reason_rejected=why))

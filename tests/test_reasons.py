@@ -101,3 +101,32 @@ def test_no_hook_on_what_the_user_avoids():
     assert "you asked for" not in fallback_reason(HEAT, "thrillers give me nightmares").lower()
     assert "heist" not in fallback_reason(HEAT, "I hate heist movies").split(":")[0].lower()
     assert "ou asked for thriller" in fallback_reason(HEAT, "a tense thriller, not a comedy")
+
+
+PREMISE_ONLY = "A detective hunts a crew of bank robbers across Los Angeles."  # true, but nothing about the user
+
+
+@pytest.mark.parametrize("user, liked, lead", [
+    ("a tense thriller please", (), "You asked for thriller: "),
+    ("anything with Robert De Niro", (), "You mentioned Robert De Niro: "),
+    ("something by Michael Mann", (), "From Michael Mann, whom you mentioned: "),
+    ("more please", (Item("x", "Collateral", "", {"director": ["Michael Mann"]}),),
+     "You liked Collateral, and Michael Mann made this one too: "),
+    ("more please", (Item("y", "Se7en", "", {"genres": ["Crime"]}),), "Like Se7en, which you liked, this is a crime film: "),
+])
+def test_a_model_reason_that_ignores_the_user_is_led_by_a_true_hook(user, liked, lead):
+    plain = finalize_reason(PREMISE_ONLY, HEAT, CAT, user, liked, lead_with_hook=False)
+    assert plain.source == "model" and plain.text == PREMISE_ONLY and not plain.verdict.about_user
+    led = finalize_reason(PREMISE_ONLY, HEAT, CAT, user, liked)
+    assert led.source == "model" and led.hooked and led.text == lead + PREMISE_ONLY
+    assert check(led.text, HEAT, CAT, user, liked).about_user and led.verdict.ok
+
+
+def test_no_hook_when_the_model_already_speaks_to_the_user_or_nothing_true_links_them():
+    about = "You asked for a thriller, and Heat is a long duel between a detective and a thief in Los Angeles."
+    r = finalize_reason(about, HEAT, CAT, "a tense thriller please")
+    assert r.text == about and not r.hooked
+    r = finalize_reason(PREMISE_ONLY, HEAT, CAT, "a war film")  # nothing of Heat's is in "a war film"
+    assert r.text == PREMISE_ONLY and not r.hooked
+    r = finalize_reason(PREMISE_ONLY, HEAT, CAT, "no thrillers please, they stress me")  # avoided, not asked for
+    assert not r.hooked

@@ -105,13 +105,13 @@ def tune_retrieval(rec: Recommender, dialogues: Sequence[Dialogue], sweeps: int 
         rec.retriever.embed_query = embed
 
 
-RETRIEVAL_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)  # ranking.retrieval_weight values tried (llm_weight = 1)
+RETRIEVAL_WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0)  # ranking.retrieval_weight values tried (llm_weight = 1)
 
 
 @dataclass(frozen=True)
 class CombinationResult:
     best: float  # the chosen ranking.retrieval_weight
-    table: list[tuple[float, float, float]]  # (weight, Recall@1, NDCG@10) for every weight tried
+    table: list[tuple[float, float, float, float]]  # (weight, Recall@1, Recall@10, NDCG@10) for every weight tried
     turns: int
 
 
@@ -140,6 +140,6 @@ def tune_combination(rec: Recommender, dialogues: Sequence[Dialogue], weights: S
             ids = [s.candidate.item.id for s in order] + [c.item.id for c in r.tail]
             ranks.extend(target_ranks(ids, targets, exclude).tolist())
         a = np.asarray(ranks, dtype=float)
-        table.append((w, recall_from_ranks(a, 1), ndcg_from_ranks(a, 10)))
-    best = max(table, key=lambda row: (row[2], row[1]))[0]
+        table.append((w, recall_from_ranks(a, 1), recall_from_ranks(a, 10), ndcg_from_ranks(a, 10)))
+    best = max(table, key=lambda row: (row[3], row[1]))[0]
     return CombinationResult(best, table, len(cases))

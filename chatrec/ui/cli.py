@@ -215,9 +215,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise ConfigError("--stage ranking needs the LLM (ranking.use_llm=true)")
         comb = tune_combination(rec, dialogues)
         print(f"{path.name}: {comb.turns} turns; adapter: {rec.adapter.note()}")
-        print("| ranking.retrieval_weight | R@1 | NDCG@10 |\n|---|---|---|")
-        for w, r1, ndcg in comb.table:
-            print(f"| {w:g} | {r1:.3f} | {ndcg:.3f} |")
+        print("| ranking.retrieval_weight | R@1 | R@10 | NDCG@10 |\n|---|---|---|---|")
+        for w, r1, r10, ndcg in comb.table:
+            print(f"| {w:g} | {r1:.3f} | {r10:.3f} | {ndcg:.3f} |")
         print(f"[ranking]\nretrieval_weight = {comb.best}")
         return 0
     result = tune_retrieval(rec, dialogues, sweeps=args.sweeps)

@@ -50,7 +50,7 @@ def test_combination_weights_recombine_the_same_llm_scores(tiny_recommender):
                  for i, (text, t) in enumerate(asks)]
     result = tune_combination(rec, dialogues, weights=(0.0, 1.0, 1000.0), progress=False)
     assert result.turns == 4 and [w for w, *_ in result.table] == [0.0, 1.0, 1000.0]
-    assert result.best == max(result.table, key=lambda r: (r[2], r[1]))[0]
+    assert result.best == max(result.table, key=lambda r: (r[3], r[1]))[0]
     # with an overwhelming retrieval weight the order is retrieval's own: the same as ranking without the LLM
     r1_fused = np.mean([rec.rank(s, t, use_llm=False).ids()[0] in tg for s, t, tg, _ in _cases(rec, dialogues)])
     assert result.table[-1][1] == pytest.approx(r1_fused)
