@@ -9,6 +9,13 @@ Every ranking metric derives from the 1-based rank of each target (``inf`` when 
 ``recall@k = mean(rank <= k)``, ``ndcg@k = mean(1/log2(rank + 1) if rank <= k else 0)`` (one relevant
 item per sample, so IDCG = 1), ``mrr@k = mean(1/rank if rank <= k else 0)``.
 
+Precision, F1 and hit rate compare a whole list with a set of relevant items, so they are counted per
+list (one scored turn, its fresh targets as the relevant set): with ``h`` targets in the top ``k`` of ``m``,
+``precision@k = h/k`` (``k`` even when the list is shorter), ``recall@k = h/m``, ``f1@k`` their harmonic mean
+(0 when ``h = 0``) and ``hit@k = [h > 0]``, each averaged over lists. These are the definitions of ranx
+(Bassani, 2022) and trec_eval; ``tests/evaluation/test_metrics.py`` checks them against ranx when it is
+installed (numpy here, since ranx costs seconds to import and about a minute of numba compilation cold).
+
 The reason checks (grounding, inventions, format) live in :mod:`chatrec.reasons`: inference uses them
 to decide which reasons may be shown, and evaluation counts them.
 """
@@ -88,6 +95,41 @@ def evaluate_rankings(
     """Pool ``(ranked_ids, relevant_ids, exclude)`` cases per ground-truth item and aggregate."""
     parts = [target_ranks(r, rel, ex) for r, rel, ex in cases]
     return aggregate_ranks(np.concatenate(parts) if parts else np.zeros(0), ks)
+
+
+def list_hits(list_ranks: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Targets in the top ``k`` and targets in all, per list with any target; two arrays of shape (L,).
+
+    ``list_ranks``: one array of target ranks per list (:func:`target_ranks` of that list).
+    """
+    kept = [r for r in list_ranks if r.size]  # a list whose targets were all excluded scores nothing
+    hits = np.array([float((r <= k).sum()) for r in kept])
+    return hits, np.array([float(r.size) for r in kept])
+
+
+def precision_from_list_ranks(list_ranks: Sequence[np.ndarray], k: int) -> float:
+    hits, _ = list_hits(list_ranks, k)
+    return _mean(hits / k)
+
+
+def list_recall_from_list_ranks(list_ranks: Sequence[np.ndarray], k: int) -> float:
+    """Recall averaged per list (a two-target turn is one sample), the recall that F1 combines."""
+    hits, sizes = list_hits(list_ranks, k)
+    return _mean(hits / sizes) if sizes.size else float("nan")
+
+
+def f1_from_list_ranks(list_ranks: Sequence[np.ndarray], k: int) -> float:
+    hits, sizes = list_hits(list_ranks, k)
+    if not sizes.size:
+        return float("nan")
+    p, r = hits / k, hits / sizes
+    return _mean(np.where(hits > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0))
+
+
+def hit_rate_from_list_ranks(list_ranks: Sequence[np.ndarray], k: int) -> float:
+    """Share of lists with at least one target in the top ``k``."""
+    hits, _ = list_hits(list_ranks, k)
+    return _mean((hits > 0).astype(float))
 
 
 def first_success_turn(ranked_per_turn: Sequence[Sequence[str]], target: str, k: int) -> int | None:

@@ -11,7 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import bootstrap_ci, mrr_from_ranks, ndcg_from_ranks, paired_bootstrap, recall_from_ranks, success_at_turn
+from .beyond import COLD_K, BeyondMetrics, EvalData, beyond_metrics, shown_lists, shown_popularity
+from .metrics import (
+    bootstrap_ci,
+    f1_from_list_ranks,
+    hit_rate_from_list_ranks,
+    list_recall_from_list_ranks,
+    mrr_from_ranks,
+    ndcg_from_ranks,
+    paired_bootstrap,
+    precision_from_list_ranks,
+    recall_from_ranks,
+    success_at_turn,
+    target_ranks,
+)
 from .replay import INTERACTIVE_TURNS, MAX_K, Counts, SystemRun
 
 
@@ -44,6 +57,8 @@ CI_METRICS = {
     "NDCG@10": lambda r: ndcg_from_ranks(r, 10),
 }
 N_BOOT = 1000  # bootstrap resamples (dialogues drawn with replacement)
+LIST_KS = (1, 5, 10, 20, 50)  # cut-offs of the per-list metrics in report.json (precision: every K to MAX_K)
+TABLE_KS = (1, 5, 10)  # the cut-offs shown in the per-list table
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,18 @@ class Difference:
 
 
 @dataclass(frozen=True)
+class ListMetrics:
+    """Metrics of each scored turn's list against its fresh targets (one sample per turn, see metrics.py)."""
+
+    n_lists: int  # scored turns
+    precision: dict[int, float]  # K -> Precision@K, K = 1..MAX_K
+    recall: dict[int, float]  # K -> Recall@K averaged per list (the recall F1 combines), LIST_KS
+    f1: dict[int, float]  # K -> F1@K, LIST_KS
+    hit_rate: dict[int, float]  # K -> share of turns with a target in the top K, LIST_KS
+    ndcg: dict[int, float]  # K -> NDCG@K per ground-truth item, as NDCG@10 of the main table, LIST_KS
+
+
+@dataclass(frozen=True)
 class SystemMetrics:
     name: str
     n_targets: int  # ground-truth items scored
@@ -73,6 +100,8 @@ class SystemMetrics:
     reasons: ReasonMetrics | None = None
     success_at_turn: dict[int, float] | None = None  # interactive: t -> share of episodes hit by turn t
     ci: dict[str, tuple[float, float]] | None = None  # CI_METRICS name -> bootstrap 95% interval (by dialogue)
+    lists: ListMetrics | None = None  # precision, F1, hit rate per scored turn (None without scored turns)
+    beyond: BeyondMetrics | None = None  # coverage, popularity bias, diversity, novelty, cold start
 
 
 def _share(values: Sequence[bool | None]) -> float:
@@ -80,7 +109,24 @@ def _share(values: Sequence[bool | None]) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def summarize(run: SystemRun) -> SystemMetrics:
+def list_metrics(run: SystemRun) -> ListMetrics | None:
+    """Per-list metrics from the scored turns' rankings (top MAX_K after exclusions: exact up to K = MAX_K)."""
+    if not run.rankings:
+        return None
+    per_list = [target_ranks(row["ids"], row["targets"]) for row in run.rankings]
+    pooled = np.concatenate(per_list)
+    return ListMetrics(
+        len(per_list),
+        {k: precision_from_list_ranks(per_list, k) for k in range(1, MAX_K + 1)},
+        {k: list_recall_from_list_ranks(per_list, k) for k in LIST_KS},
+        {k: f1_from_list_ranks(per_list, k) for k in LIST_KS},
+        {k: hit_rate_from_list_ranks(per_list, k) for k in LIST_KS},
+        {k: ndcg_from_ranks(pooled, k) for k in LIST_KS},
+    )
+
+
+def summarize(run: SystemRun, data: EvalData | None = None) -> SystemMetrics:
+    """All metrics of one system's run; ``data`` (catalog and dialogue counts) adds the beyond-accuracy ones."""
     ranks = np.asarray(run.ranks, dtype=float)
     lat = np.asarray(run.latencies, dtype=float)
     reasons = None
@@ -113,6 +159,8 @@ def summarize(run: SystemRun) -> SystemMetrics:
         reasons,
         success,
         ci,
+        list_metrics(run),
+        beyond_metrics(run.rankings, data) if data is not None and run.rankings else None,
     )
 
 
@@ -192,6 +240,37 @@ def markdown_table(metrics: Sequence[SystemMetrics]) -> str:
     return "\n".join(lines)
 
 
+def lists_table(metrics: Sequence[SystemMetrics]) -> str:
+    """Precision, F1 and hit rate per scored turn, and NDCG at more cut-offs; "" when nothing was scored."""
+    rows = [m for m in metrics if m.lists]
+    if not rows:
+        return ""
+    cols = [f"{name}@{k}" for name in ("P", "F1", "HR") for k in TABLE_KS] + [f"NDCG@{k}" for k in TABLE_KS[1:]]
+    lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for m in rows:
+        li = m.lists
+        cells = [_fmt(d[k]) for d in (li.precision, li.f1, li.hit_rate) for k in TABLE_KS]
+        cells += [_fmt(li.ndcg[k]) for k in TABLE_KS[1:]]
+        lines.append(f"| {m.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def beyond_table(metrics: Sequence[SystemMetrics]) -> str:
+    """Coverage, popularity bias, diversity, novelty and cold-start recall; "" without beyond metrics."""
+    rows = [m for m in metrics if m.beyond]
+    if not rows:
+        return ""
+    cols = ["coverage", "mean popularity", "Gini", "diversity (genres)", "novelty (bits)",
+            f"cold-start R@{COLD_K} (n)"]
+    lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for m in rows:
+        b = m.beyond
+        cells = [_fmt(b.coverage), _fmt(b.mean_popularity, 2), _fmt(b.gini), _fmt(b.diversity), _fmt(b.novelty, 2),
+                 f"{_fmt(b.cold_recall)} ({b.cold_targets})"]
+        lines.append(f"| {m.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _clean_json(x):
     if isinstance(x, float):
         return None if math.isnan(x) or math.isinf(x) else x
@@ -202,11 +281,69 @@ def _clean_json(x):
     return x
 
 
-def write_plots(out: Path, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun]) -> None:
+PLOT_KS = 20  # deepest K of the precision/recall plot
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_precision_recall(out: Path, metrics: Sequence[SystemMetrics]) -> None:
+    """Recall@K (per target) and Precision@K (per list), K = 1..PLOT_KS, one line per system."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    ks = list(range(1, min(PLOT_KS, MAX_K) + 1))
+    for n, m in enumerate(metrics):
+        style = {"label": m.name, "ls": ("-", "--", ":", "-.")[n % 4], "lw": 2.2 if n == 0 else 1.4, "marker": "."}
+        axes[0].plot(ks, [m.recall[k] for k in ks], **style)
+        if m.lists:
+            axes[1].plot(ks, [m.lists.precision[k] for k in ks], **style)
+    axes[0].set(xlabel="K", ylabel="Recall@K", title="Recall@K (per ground-truth item)", ylim=(0, 1))
+    axes[1].set(xlabel="K", ylabel="Precision@K", title="Precision@K (per scored turn)", ylim=(0, None))
+    for ax in axes:
+        ax.set_xticks(ks[::2] if len(ks) > 10 else ks)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "precision_recall_at_k.png", dpi=120)
+    plt.close(fig)
+
+
+def _ecdf(ax, values: np.ndarray, **style) -> None:
+    x = np.sort(values)
+    ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", **style)
+
+
+def plot_popularity(out: Path, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun], data: EvalData) -> None:
+    """Distribution of the shown items' popularity per system against the catalog's own (one point per item):
+    a curve right of the catalog's recommends the head, one on it samples the catalog evenly."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _ecdf(ax, np.array([data.popularity[i] for i in data.catalog_ids], dtype=float), color="black", lw=2.5,
+          label="catalog items")
+    for n, m in enumerate(metrics):
+        pop = shown_popularity(shown_lists(runs[m.name].rankings, data.k), data.popularity)
+        if pop.size:
+            _ecdf(ax, pop, ls=("-", "--", ":", "-.")[n % 4], lw=1.6, label=f"{m.name} (top {data.k})")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set(xlabel="interactions in the evaluated dialogues", ylabel="share at or below",
+           title="Popularity of shown items vs the catalog", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "popularity_bias.png", dpi=120)
+    plt.close(fig)
+
+
+def write_plots(
+    out: Path, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun], data: EvalData | None = None
+) -> None:
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for n, m in enumerate(metrics):
@@ -254,6 +391,11 @@ def write_plots(out: Path, metrics: Sequence[SystemMetrics], runs: dict[str, Sys
         fig.savefig(out / "success_at_turn.png", dpi=120)
         plt.close(fig)
 
+    if any(m.lists for m in metrics):
+        plot_precision_recall(out, metrics)
+    if data is not None and any(m.beyond for m in metrics):
+        plot_popularity(out, metrics, runs, data)
+
 
 def write_rankings(path: Path, runs: Sequence[SystemRun]) -> None:
     """One JSON line per (system, scored turn): the ranked ids after the turn's exclusions, top 50.
@@ -277,9 +419,14 @@ def write_reasons(path: Path, runs: Sequence[SystemRun]) -> None:
 
 
 def write_report(
-    out: Path, header: dict, counts: Counts, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun]
+    out: Path, header: dict, counts: Counts, metrics: Sequence[SystemMetrics], runs: dict[str, SystemRun],
+    data: EvalData | None = None,
 ) -> str:
-    """report.json, report.md and the plots in ``out``; returns the Markdown table."""
+    """report.json, report.md and the plots in ``out``; returns the Markdown tables.
+
+    ``data``: the catalog and dialogue counts the beyond-accuracy metrics were computed with (its
+    definitions go into report.json, and it draws the popularity plot).
+    """
     out.mkdir(parents=True, exist_ok=True)
     reasons = Counter(t["reason"] for t in counts.turns_skipped)
     report = {
@@ -292,6 +439,8 @@ def write_report(
         },
         "systems": {m.name: asdict(m) for m in metrics},
     }
+    if data is not None:
+        report["beyond_accuracy"] = data.describe()
     names = [m.name for m in metrics]
     diffs = differences(runs[names[0]], [runs[n] for n in names[1:]]) if names else []
     report["differences"] = [asdict(d) for d in diffs]
@@ -302,6 +451,7 @@ def write_report(
     diff_table = differences_table(names[0], diffs) if names else ""
     if diff_table:
         table += ("\n\nPaired bootstrap over dialogues (95% interval; * excludes 0):\n\n" + diff_table)
+    table += _extra_tables(metrics, data)
     notes = [
         f"- dialogues: {counts.dialogues_evaluated} evaluated of {counts.dialogues_loaded} loaded, "
         f"{len(counts.dialogues_skipped)} rows skipped",
@@ -314,5 +464,21 @@ def write_report(
               for m in metrics if m.reasons and m.reasons.raw_failures]
     notes += [f"- skipped {s['where']}: {s['reason']}" for s in counts.dialogues_skipped + counts.turns_skipped]
     (out / "report.md").write_text(f"# chatrec eval\n\n{table}\n\n" + "\n".join(notes) + "\n", encoding="utf-8")
-    write_plots(out, metrics, runs)
+    write_plots(out, metrics, runs, data)
     return table
+
+
+def _extra_tables(metrics: Sequence[SystemMetrics], data: EvalData | None) -> str:
+    """The per-list and beyond-accuracy tables with the one-line definitions a reader needs."""
+    text = ""
+    lists = lists_table(metrics)
+    if lists:
+        text += ("\n\nTop-K lists, one sample per scored turn (P: targets in the top K / K; F1 of P and the turn's "
+                 "recall; HR: any target in the top K; NDCG per target as above):\n\n" + lists)
+    beyond = beyond_table(metrics)
+    if beyond and data is not None:
+        d = data.describe()
+        text += (f"\n\nBeyond accuracy, the shown top {data.k} (popularity: interactions in the evaluated "
+                 f"dialogues, catalog mean {_fmt(d['catalog_mean_popularity'], 2)}; cold start: targets with "
+                 f"<= {data.cold_max} interactions outside their own dialogue):\n\n" + beyond)
+    return text

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..config import Config, ConfigError
 from ..recommender import Recommender
-from .dialogues import load_dialogues
-from .replay import BASELINES, DATA, Counts, build_systems, interactive, replay_dialogues
+from .beyond import EvalData
+from .dialogues import Dialogue, load_dialogues
+from .replay import BASELINES, DATA, Counts, build_systems, interactions, interactive, replay_dialogues
 from .report import SystemMetrics, summarize, write_report
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,8 @@ def _evaluate_set(rec: Recommender, cfg: Config, opts: EvalOptions, path: Path, 
             t for d in load_dialogues(DATA / "test.jsonl", rec.catalog).dialogues for turn in d.turns for t in turn.targets
         ]
         interactive(systems, targets, interactive_episodes, cfg.seed, runs, opts.progress)
-    metrics = [summarize(runs[s.name]) for s in systems]
+    data = _eval_data(rec, cfg, dialogues)
+    metrics = [summarize(runs[s.name], data) for s in systems]
     header = {
         "config_hash": cfg.hash(),
         "config": cfg.to_dict(),
@@ -116,5 +119,13 @@ def _evaluate_set(rec: Recommender, cfg: Config, opts: EvalOptions, path: Path, 
         "popularity": "interactions (targets, likes) in the evaluated dialogues, the scored dialogue left out",
     }
     header["wall_seconds"] = round(time.perf_counter() - started, 2)
-    table = write_report(out, header, counts, metrics, runs)
+    table = write_report(out, header, counts, metrics, runs, data)
     return table, metrics
+
+
+def _eval_data(rec: Recommender, cfg: Config, dialogues: list[Dialogue]) -> EvalData:
+    """Catalog and per-dialogue interactions for the beyond-accuracy metrics, on the shown list's length."""
+    own: dict[str, Counter[str]] = {}
+    for d in dialogues:
+        own[d.id] = own.get(d.id, Counter()) + interactions(d)  # ids repeat only in malformed files: pool them
+    return EvalData.build(rec.catalog, own, k=cfg.ranking.top_k)

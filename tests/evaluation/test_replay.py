@@ -67,7 +67,8 @@ def test_cli_report_without_llm(tmp_path):
         + [a for s in NO_LLM for a in ("--set", s)]
     )
     assert code == 0
-    for name in ("report.md", "recall_at_k.png", "latency.png", "success_at_turn.png"):
+    for name in ("report.md", "recall_at_k.png", "latency.png", "success_at_turn.png", "precision_recall_at_k.png",
+                 "popularity_bias.png"):
         assert (out / name).stat().st_size > 0
     injection = json.loads((out / "injection.json").read_text())  # the hostile-item check ran, retrieval only
     assert injection["n_turns"] >= 20 and injection["hostile_items"] >= 20 and 0 <= injection["share_top5"] <= 1
@@ -85,6 +86,13 @@ def test_cli_report_without_llm(tmp_path):
         assert all(v is None or 0.0 <= v <= 1.0 for v in values)
         assert m["n_targets"] == 3
     assert (out / "report.md").read_text().count("| ") >= 6
+    # the per-list and beyond-accuracy tables, for every system
+    md = (out / "report.md").read_text()
+    assert "| P@1 | P@5 | P@10 |" in md and "| coverage | mean popularity | Gini |" in md
+    assert report["beyond_accuracy"]["k"] == 5
+    for m in systems.values():
+        assert m["lists"]["n_lists"] == 3 and m["lists"]["ndcg"]["10"] == pytest.approx(m["ndcg10"])
+        assert 0 < m["beyond"]["coverage"] <= 1 and m["beyond"]["novelty"] > 0
     # every scored turn's ranked ids, per system, for turn-by-turn comparisons
     rows = [json.loads(x) for x in (out / "rankings.jsonl").read_text().splitlines()]
     assert len(rows) == 3 * len(systems) and {r["system"] for r in rows} == set(systems)
