@@ -1,8 +1,10 @@
 """Turn latency on the real packaged models: p50/p95 over scripted turns, peak RSS, start times.
 
 Prints, for >= 20 turns: time to the ranked list, to the first reason token, to the full answer.
-Baselines in the same run: ranking with full-prompt logits (no ``logits_to_keep``) and reasons
-generated one at a time instead of batched.
+Baselines in the same run: ranking with full-prompt logits (no ``logits_to_keep``), reasons
+generated one at a time instead of batched, without n-gram blocking, and with the whole 262k-row
+output layer instead of the reason vocabulary (``generation.restrict_vocab``; with the share of
+reasons whose text differs).
 
     python benchmarks/turn_latency.py [--turns 20] [--cold]
 """
@@ -53,7 +55,7 @@ def start_time(cache: str | None) -> float:
 def run_turns(rec, n_turns: int) -> dict[str, list[float]]:
     from chatrec.session import Session
 
-    times: dict[str, list[float]] = {"ranked": [], "first_token": [], "total": [], "reasons": [], "model_shown": []}
+    times: dict[str, list] = {"ranked": [], "first_token": [], "total": [], "reasons": [], "model_shown": [], "raw": []}
     done = 0
     while done < n_turns:
         for convo in CONVERSATIONS:
@@ -66,6 +68,7 @@ def run_turns(rec, n_turns: int) -> dict[str, list[float]]:
                 times["reasons"].append(ans.timings["total"] - ans.timings["ranked"])  # five reasons after the list
                 recs = ans.recommendations
                 times["model_shown"].append(sum(r.reason_source == "model" for r in recs) / max(1, len(recs)))
+                times["raw"].append([r.reason_raw for r in recs])
                 done += 1
                 if done >= n_turns:
                     return times
@@ -118,6 +121,11 @@ def main() -> None:
     free_cfg = replace(rec.cfg, generation=replace(rec.cfg.generation, no_repeat_ngram=0))
     free = Recommender(free_cfg, rec.catalog, rec.retriever, rec.lm, rec.store)
     free_times = run_turns(free, args.baseline_turns)
+    whole_cfg = replace(rec.cfg, generation=replace(rec.cfg.generation, restrict_vocab=False))
+    whole = Recommender(whole_cfg, rec.catalog, rec.retriever, rec.lm, rec.store)
+    whole_times = run_turns(whole, args.baseline_turns)
+    pairs = [(a, b) for ta, tb in zip(times["raw"], whole_times["raw"], strict=False)  # the first turns of each
+             for a, b in zip(ta, tb, strict=True)]
 
     print("\n== chatrec turn latency (Gemma 3 270M fp32, MiniLM, 2 threads) ==")
     for k, label in (("ranked", "ranked list"), ("first_token", "first reason token"), ("total", "full answer (5 reasons)"),
@@ -137,6 +145,10 @@ def main() -> None:
     print(f"{'reasons, 4-gram blocking':26s} {pct(times['reasons'][: args.baseline_turns])}")
     print(f"{'reasons, no n-gram block':26s} {pct(free_times['reasons'])}   "
           f"model reasons shown {np.mean(free_times['model_shown']):.2f} vs {np.mean(times['model_shown'][: args.baseline_turns]):.2f}")
+    print(f"{'reasons, reason vocabulary':26s} {pct(times['reasons'][: args.baseline_turns])}   "
+          f"{len(rec.reason_vocab() if rec.reason_vocab() is not None else [])} of {len(rec.lm.tok)} tokens")
+    print(f"{'reasons, whole vocabulary':26s} {pct(whole_times['reasons'])}   "
+          f"same text {sum(a == b for a, b in pairs)}/{len(pairs)} reasons")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import decoding
 from .projector import Projector
 from .prompting import AUDIO, FIT, IMAGE, split_placeholders
 
@@ -204,6 +205,7 @@ class ChatLM(nn.Module):
         stop: str = "\n",
         should_stop: Callable[[], bool] | None = None,
         no_repeat_ngram: int = 0,
+        vocab: torch.Tensor | None = None,
     ) -> list[str]:
         """Greedy continuation of each text prompt, batched; stops a row at ``stop`` or EOS.
 
@@ -212,11 +214,18 @@ class ChatLM(nn.Module):
 
         ``on_token(row, text)`` receives new text as it is decoded; ``should_stop()`` returning True
         ends every row at the next token (a consumer that went away).
+
+        ``vocab``: token ids the output layer computes (:mod:`chatrec.decoding`), with the prompts' own
+        tokens added; None computes the whole vocabulary.
         """
         emb = self.embed(prompts)
         streamer = _RowStreamer(self.tok, len(prompts), on_token, stop, should_stop)
-        with warnings.catch_warnings():  # n-gram blocking over the new tokens only is what we want
-            warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")
+        if vocab is not None:
+            mine = {i for p in prompts for i in self._piece_ids(p) if isinstance(i, int)}
+            vocab = torch.unique(torch.cat([vocab, torch.tensor(sorted(mine), dtype=torch.long)]))
+            decoding.install(self.lm)
+        with warnings.catch_warnings(), decoding.restricted(vocab):
+            warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*")  # new tokens only is what we want
             self._generate(emb, max_new_tokens, streamer, no_repeat_ngram)
         return [t.lstrip().split(stop)[0].strip() for t in streamer.texts()]
 
@@ -239,7 +248,8 @@ class ChatLM(nn.Module):
         )
 
     def generate_stream(self, prompts: Sequence[str], max_new_tokens: int, stop: str = "\n",
-                        no_repeat_ngram: int = 0) -> Iterator[tuple[int, str] | list[str]]:
+                        no_repeat_ngram: int = 0, vocab: torch.Tensor | None = None,
+                        ) -> Iterator[tuple[int, str] | list[str]]:
         """``generate`` as an iterator: yields ``(row, new text)`` as tokens arrive, then the list of texts.
 
         transformers' ``generate`` pushes tokens to a callback, so it runs in a worker thread and this
@@ -251,7 +261,7 @@ class ChatLM(nn.Module):
         def work() -> None:
             try:
                 texts = self.generate(prompts, max_new_tokens, lambda r, t: events.put((r, t)), stop, closed.is_set,
-                                      no_repeat_ngram)
+                                      no_repeat_ngram, vocab)
                 events.put(("done", texts))
             except BaseException as e:  # re-raised in the consumer's thread
                 events.put(("error", e))
