@@ -45,7 +45,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    n_candidates: int = 10  # candidates handed to the LLM (one label each, at most 26); 10 keeps a turn ~1 s on 2 cores
+    # Candidates handed to the LLM (one label each, at most 26). 20, not 10: with 10 the LLM can only reorder
+    # fused retrieval's top 10, so Recall@10 cannot move; with 20 it lifts items from ranks 11-20 (human_val,
+    # 323 turns, `chatrec tune --stage ranking --set retrieval.n_candidates=20`: R@10 0.627 at the chosen mix
+    # vs 0.593 at retrieval_weight 24, nearly retrieval's order). It doubles the rank prompt (~1.4 s on 2 cores).
+    n_candidates: int = 20
     pool: int = 200  # depth of each retriever's list before fusion
     rrf_k: int = 60  # reciprocal-rank-fusion constant (Cormack et al., 2009)
     # The weights below were chosen by `chatrec tune --sweeps 1` on the human validation split over the
@@ -65,10 +69,11 @@ class RetrievalConfig:
 class RankingConfig:
     top_k: int = 5  # items shown per answer
     llm_weight: float = 1.0  # weight of the LLM's log-probability of the candidate (softmax over the candidates' scores)
-    # Weight of the log retrieval prior. `chatrec tune --stage ranking` on the first 100 human_val dialogues with
-    # the stage-3 adapter (20 candidates): NDCG@10 rose with it, 0.411 at 0 to 0.447 at 16 (the largest tried):
-    # on people's words the LLM's scores are a small correction to retrieval's order.
-    retrieval_weight: float = 16.0
+    # Weight of the log retrieval prior. `chatrec tune --stage ranking --set retrieval.n_candidates=20` on all 215
+    # human_val dialogues (323 turns) with the shipped stage-4 adapter: NDCG@10 0.428 at 0 (LLM alone), 0.483 at
+    # 6, 0.466 at 16, 0.452 at 24; R@1 0.259 / 0.347 / 0.336 / 0.328. The LLM's scores and retrieval's prior each
+    # carry what the other misses.
+    retrieval_weight: float = 6.0
     use_llm: bool = True  # False ranks by retrieval alone (a baseline)
 
 
@@ -81,6 +86,9 @@ class GenerationConfig:
     # A passing model reason that says nothing about this user is led by a true hook built from their words
     # ("You asked for horror: ..."); false keeps the model's text as written (a same-run ablation).
     lead_with_hook: bool = True
+    # Reasons are decoded over the tokens of the catalog, the written reasons and the prompt, not all 262k
+    # (chatrec.decoding); false computes the whole output layer at every step (a same-run baseline).
+    restrict_vocab: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,27 @@ class MediaConfig:
     # Longer spoken requests are refused from the file header, before decoding. A request takes seconds to say;
     # 60 s (two 30-s Whisper windows) leaves room, while a 10-min clip cost 215 s and 3.8 GB on 2 cores.
     max_audio_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """``[profile]``: what a person's earlier sessions add to a new one (chatrec.profiles)."""
+
+    enabled: bool = True  # build profiles from sessions and use them in ranking; false: neither (stored ones stay)
+    half_life_days: float = 90.0  # a piece of evidence counts half after this many days
+    # Weight of the profile's liked items as one more ranking in the fusion (the items nearest to their mean; dense
+    # and BM25 weigh 1). On the demo films with three liked films, 0.5 put 0-1 of their 30 nearest into the top 5 of
+    # eight requests, 1.0 about 1, 1.5 two to four (it starts to override the request). Not tuned: no data yet.
+    like_weight: float = 1.0
+    soft_weight: float = 0.5  # profile genres, people and eras get this share of retrieval's genre/people/era boosts
+    min_weight: float = 0.1  # entries whose decayed weight fell below this are ignored (about 3.3 half-lives)
+    prompt_items: int = 3  # at most this many values per kind in the rank prompt's "Known from earlier sessions" line
+
+    def __post_init__(self):
+        if self.half_life_days <= 0:
+            raise ValueError("half_life_days must be positive")
+        if min(self.like_weight, self.soft_weight, self.min_weight, self.prompt_items) < 0:
+            raise ValueError("like_weight, soft_weight, min_weight and prompt_items must not be negative")
 
 
 @dataclass(frozen=True)
@@ -156,6 +185,7 @@ class Config:
     ranking: RankingConfig = field(default_factory=RankingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     catalog_limits: CatalogLimits = field(default_factory=CatalogLimits)  # oversized rows are refused at load
 

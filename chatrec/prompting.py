@@ -292,8 +292,16 @@ def dialogue_text(turns: Sequence[PromptTurn], max_turns: int = 8) -> str:
     return "\n".join(lines)
 
 
-def rank_prompt(turns: Sequence[PromptTurn], candidates: Sequence[Item], schema: Schema | None = None) -> str:
-    """The ranking prompt; ``schema`` is the catalog's (inferred from the candidates when not given)."""
+PROFILE_LINE = "Known from earlier sessions: {known}."  # first line of the conversation, only when a profile says something
+
+
+def rank_prompt(turns: Sequence[PromptTurn], candidates: Sequence[Item], schema: Schema | None = None,
+                known: str = "") -> str:
+    """The ranking prompt; ``schema`` is the catalog's (inferred from the candidates when not given).
+
+    ``known`` is what the user's profile says ("liked Heat (1995); avoids horror"): a non-empty one is
+    added as the first line of the conversation; without one the prompt is exactly the template's.
+    """
     schema = schema or Schema.infer(candidates)
     if len(candidates) > len(LABELS):
         raise ValueError(f"at most {len(LABELS)} candidates can be labelled, got {len(candidates)}")
@@ -301,7 +309,11 @@ def rank_prompt(turns: Sequence[PromptTurn], candidates: Sequence[Item], schema:
     # is per line (pointwise in a listwise prompt), which a small LM learns far faster than picking
     # one letter for the whole list (README, "Training").
     cands = "\n".join(f"{LABELS[i]}: {item_line(it, schema)}{FIT_QUESTION}{FIT}" for i, it in enumerate(candidates))
-    return template("rank.txt").format(candidates=cands, dialogue=dialogue_text(turns), noun=schema.item_noun,
+    dialogue = dialogue_text(turns)
+    known = clean(known, 300).rstrip(".")
+    if known:
+        dialogue = PROFILE_LINE.format(known=known) + ("\n" + dialogue if dialogue else "")
+    return template("rank.txt").format(candidates=cands, dialogue=dialogue, noun=schema.item_noun,
                                        nouns=schema.item_nouns)
 
 

@@ -20,12 +20,13 @@ from .catalog import Catalog
 from .config import Config
 from .events import Answer, Done, Event, Ranked, ReasonDone, ReasonToken, Understood
 from .model import ChatLM, SoftInputs
+from .profiles import Profile, ProfileBias, profile_query_bias
 from .prompting import FIT, prompt_turns, rank_prompt, reason_prompt
 from .ranking import Ranking, Recommendation, combine
 from .reasons import finalize_reason
 from .retrieval import Query, Retriever, embed_catalog
 from .session import InputError, Session, TurnRecord, interpret
-from .store import SessionStore
+from .store import SessionStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Recommender:
         self.store = store
         self.adapter = adapter or AdapterStatus(cfg.adapter)
         self._media = None  # MediaInputs, built at the first attachment (loads CLIP / Whisper)
+        self._reason_vocab = None  # token ids reasons may use (chatrec.decoding), built at the first reasons
 
     @classmethod
     def from_config(cls, cfg: Config, load_llm_model: bool = True, progress: bool = True,
@@ -125,24 +127,32 @@ class Recommender:
                             got.understood, tuple(got.notes))
 
     def rank(self, session: Session, turn: UserInput | PreparedTurn, *, retrievers: Sequence[str] = RETRIEVERS,
-             use_llm: bool | None = None, depth: int = 0) -> Ranking:
+             use_llm: bool | None = None, depth: int = 0, profile: Profile | None = None) -> Ranking:
         """The session after ``turn`` and its candidates in final order. Pure: nothing is saved.
 
         ``retrievers`` and ``use_llm`` select a stage-1 baseline; ``depth`` keeps retrieval's pool down
-        to that many items after the candidates (for Recall@K beyond the candidates).
+        to that many items after the candidates (for Recall@K beyond the candidates). ``profile`` (the
+        owner's, :meth:`profile_for`) shapes the query and adds a line to the prompt while the session's
+        ``use_profile`` is on; without one (evaluation replays) nothing but the session counts.
         """
         prepared = turn if isinstance(turn, PreparedTurn) else self.prepare(turn)
         new = interpret(session, prepared.text, self.catalog)
         new.turns.append(TurnRecord("user", prepared.text, image=prepared.image, audio=prepared.audio,
                                     transcript=prepared.transcript))
-        query = Query(new.user_text(), tuple(new.liked), new.excluded(), new.constraints(), prepared.extra_scores)
+        known, bias = self._profile_bias(new, profile)
+        extra = dict(prepared.extra_scores)
+        if bias:
+            for item_id, bonus in bias.scores(self.catalog, self.retriever.item_vectors, self.cfg.retrieval,
+                                              self.cfg.profile).items():
+                extra[item_id] = extra.get(item_id, 0.0) + bonus
+        query = Query(new.user_text(), tuple(new.liked), new.excluded() | bias.exclude, new.constraints(), extra)
         n = self.cfg.retrieval.n_candidates
         pool = self.retriever.retrieve(query, max(n, depth), use=retrievers)
         head = pool[:n]
         logprobs = None
         if (self.uses_llm if use_llm is None else use_llm) and head:
             turns = prompt_turns(new, bool(prepared.soft.image), bool(prepared.soft.audio))
-            prompt = rank_prompt(turns, [c.item for c in head], self.catalog.schema)
+            prompt = rank_prompt(turns, [c.item for c in head], self.catalog.schema, known)
             logprobs = self.lm.rank(prompt, len(head), prepared.soft).tolist()
         ordered = combine(head, logprobs, self.cfg.ranking.llm_weight, self.cfg.ranking.retrieval_weight)
         return Ranking(new, ordered, pool[n:])
@@ -158,7 +168,8 @@ class Recommender:
             groups = [list(range(len(recs)))] if self.cfg.generation.batch_reasons else [[i] for i in range(len(recs))]
             for rows in groups:
                 for event in self.lm.generate_stream([prompts[i] for i in rows], self.cfg.generation.max_reason_tokens,
-                                                       no_repeat_ngram=self.cfg.generation.no_repeat_ngram):
+                                                       no_repeat_ngram=self.cfg.generation.no_repeat_ngram,
+                                                       vocab=self.reason_vocab()):
                     if isinstance(event, list):
                         for i, text in zip(rows, event, strict=True):
                             raw[i] = text
@@ -172,6 +183,16 @@ class Recommender:
             yield ReasonDone(row, replace(rec, reason=r.text, reason_source=r.source, facts_used=r.facts_used,
                                           reason_raw=r.raw, reason_rejected=why))
 
+    def reason_vocab(self):
+        """The token ids reasons are decoded over (None: the whole vocabulary, ``generation.restrict_vocab``)."""
+        if not self.cfg.generation.restrict_vocab or self.lm is None:
+            return None
+        if self._reason_vocab is None:
+            from .decoding import cached_reason_vocabulary
+
+            self._reason_vocab = cached_reason_vocabulary(self.lm.tok, self.catalog, self.lm.identity, self.cfg.cache())
+        return self._reason_vocab
+
     # ---- one turn, end to end ----------------------------------------------------------------------
 
     def stream(self, session: Session, turn: UserInput) -> Iterator[Event]:
@@ -182,7 +203,7 @@ class Recommender:
         """
         t0 = time.perf_counter()
         prepared = self.prepare(turn)
-        ranking = self.rank(session, prepared)
+        ranking = self.rank(session, prepared, profile=self.profile_for(session))
         new = ranking.session
         understood = {**prepared.understood, "constraints": _constraints(new)}
         notes = list(prepared.notes)
@@ -191,6 +212,7 @@ class Recommender:
             notes.append("no catalog item fits all constraints; try relaxing one (e.g. a genre or year)")
             new.turns.append(TurnRecord("assistant", "Nothing in the catalog fits all of that.", items=[]))
             new = self.store.save(new, base=session)
+            self.update_profile(new)
             yield Done(Answer(new, [], understood, notes, {"total": time.perf_counter() - t0}))
             return
         recs = ranking.top(self.cfg.ranking.top_k)
@@ -206,6 +228,7 @@ class Recommender:
         new.turns.append(TurnRecord("assistant", "Recommended: " + "; ".join(r.title for r in recs),
                                     items=[r.item_id for r in recs]))
         new = self.store.save(new, base=session)  # merged if the session changed meanwhile (no lost turns)
+        self.update_profile(new)
         if self.adapter.untuned:
             notes.append(self.adapter.note())
         timings = {"ranked": t_ranked, "first_token": t_first or t_ranked, "total": time.perf_counter() - t0}
@@ -229,10 +252,45 @@ class Recommender:
         if item_id not in self.catalog:
             raise InputError(f"unknown item id {item_id!r}")
         (new.like if liked else new.reject)(item_id)
-        return self.store.save(new, base=session)
+        new = self.store.save(new, base=session)
+        self.update_profile(new)
+        return new
 
     def new_session(self) -> Session:
         return self.store.save(Session())
+
+    # ---- the owner's profile (chatrec.profiles) ------------------------------------------------------
+
+    def profile_for(self, session: Session) -> Profile | None:
+        """The profile of the session's owner, when profiles are on for the config and for this session."""
+        if not (self.cfg.profile.enabled and session.use_profile):
+            return None
+        try:
+            return self.store.load_profile(session.owner)
+        except StoreError as e:  # a profile row from a newer chatrec: answer without it
+            log.warning("%s", e)
+            return None
+
+    def update_profile(self, session: Session) -> None:
+        """Fold a saved session into its owner's profile (or take it out while its ``use_profile`` is off).
+        Cheap: one row read and, when the evidence changed, written; only this session's evidence is redone."""
+        if not self.cfg.profile.enabled:
+            return
+        half_life = self.cfg.profile.half_life_days
+        try:
+            self.store.update_profile(session.owner, lambda p: p.updated_with(session, time.time(), half_life,
+                                                                              self.catalog))
+        except StoreError as e:  # the turn itself is saved; the profile catches up at the next one
+            log.warning("profile not updated: %s", e)
+
+    def _profile_bias(self, session: Session, profile: Profile | None) -> tuple[str, ProfileBias]:
+        """The prompt's phrase and retrieval's bias from ``profile`` without this session's own evidence."""
+        pc = self.cfg.profile
+        if profile is None or not (pc.enabled and session.use_profile):
+            return "", ProfileBias()
+        earlier = profile.without_session(session.id).reweighed(time.time(), pc.half_life_days)
+        earlier.entries = [e for e in earlier.entries if e.weight >= pc.min_weight]
+        return earlier.summary(pc.prompt_items), profile_query_bias(earlier, pc.min_weight)
 
     # ---- parts ---------------------------------------------------------------------------------------
 

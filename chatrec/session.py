@@ -76,6 +76,7 @@ class Session:
     people: list[str] = field(default_factory=list)  # catalog people the user asked for (soft: a boost)
     version: int = 0  # the store's row version this session was read at (compare-and-swap on save)
     owner: str | None = None  # UI sessions: a hash of the browser's secret; None = the local terminal's
+    use_profile: bool = True  # the owner's profile shapes this session's lists, and this session adds to it
 
     @property
     def last_items(self) -> list[str]:
@@ -136,7 +137,7 @@ class Session:
 
 
 _SET_FIELDS = ("liked", "rejected", "mentioned", "include_genres", "exclude_genres", "people")
-_SCALAR_FIELDS = ("year_min", "year_max", "prefer_year_min", "prefer_year_max")
+_SCALAR_FIELDS = ("year_min", "year_max", "prefer_year_min", "prefer_year_max", "use_profile")
 
 
 def merge(base: Session, mine: Session, theirs: Session) -> Session:

@@ -10,6 +10,10 @@ Three promises, each with a test:
   started, with a note saying so. One unreadable row is skipped with a warning.
 - **Schema versions.** ``PRAGMA user_version`` records the layout; older files are migrated in place,
   a newer one is refused with a message (never rewritten by an older chatrec).
+
+The same file keeps each owner's profile (chatrec.profiles) as one JSON row. :meth:`SessionStore.forget`
+removes an owner's profile and sessions so that nothing of them is left in the file: deleted rows are
+overwritten (``PRAGMA secure_delete``) and the file is rebuilt (``VACUUM``).
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
+from .profiles import Profile, owner_key
 from .session import Session, merge
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 1: (id, updated, data); 2: + version (compare-and-swap) and owner (UI sessions)
+# 1: (id, updated, data); 2: + version (compare-and-swap) and owner (UI sessions); 3: + profiles (owner, json, updated)
+SCHEMA_VERSION = 3
 _CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 
 
@@ -58,7 +65,9 @@ class SessionStore:
     def _db(self) -> sqlite3.Connection:
         # One short connection per call: safe across Gradio's worker threads and across processes.
         # Transactions are explicit (isolation_level=None) so a compare-and-swap is one BEGIN IMMEDIATE.
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA secure_delete = ON")  # deleted or replaced rows are zeroed, not left in free pages
+        return db
 
     def _open(self) -> None:
         db = self._db()
@@ -76,7 +85,8 @@ class SessionStore:
             raise StoreError(f"{self.path} was written by a newer chatrec (store schema {version}, this one reads "
                              f"up to {SCHEMA_VERSION}); upgrade chatrec or choose another --data-dir")
         columns = {r[1] for r in db.execute("PRAGMA table_info(sessions)")}
-        if version == SCHEMA_VERSION and columns:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == SCHEMA_VERSION and columns and "profiles" in tables:
             return  # current: opening writes nothing (a store that is only read stays byte-identical)
         db.execute("BEGIN IMMEDIATE")
         if not columns:
@@ -87,6 +97,8 @@ class SessionStore:
                 db.execute("ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
             if "owner" not in columns:
                 db.execute("ALTER TABLE sessions ADD COLUMN owner TEXT")
+        if "profiles" not in tables:  # schema 2 and older: no profiles yet
+            db.execute("CREATE TABLE profiles (owner TEXT PRIMARY KEY, json TEXT NOT NULL, updated REAL NOT NULL)")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
 
@@ -185,13 +197,113 @@ class SessionStore:
         return [r[0] for r in rows]
 
     def delete(self, session_id: str, owner: str | None = None) -> bool:
-        """Remove a session (only ``owner``'s when given); True when a row was removed. Nothing is kept."""
+        """Remove a session (only ``owner``'s when given), and its evidence from its owner's profile; True
+        when a row was removed. Nothing is kept."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if row is None or (owner is not None and row[0] != owner):
+                db.execute("ROLLBACK")
+                return False
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            try:
+                profile = self._profile_row(db, row[0])
+            except StoreError as e:  # the session goes all the same; the profile stays for a newer chatrec
+                log.warning("%s", e)
+                profile = None
+            if profile is not None:
+                kept = profile.without_session(session_id)
+                if kept.evidence_key() != profile.evidence_key():
+                    self._write_profile(db, kept)
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"cannot delete session {session_id} from {self.path} ({e})") from None
+        finally:
+            db.close()
+        return True
+
+    def sessions_of(self, owner: str | None) -> list[Session]:
+        """Every readable session of ``owner`` (None: the terminal's), oldest first."""
         with closing(self._db()) as db:
-            if owner is None:
-                cur = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-            else:
-                cur = db.execute("DELETE FROM sessions WHERE id = ? AND owner = ?", (session_id, owner))
-        return cur.rowcount > 0
+            rows = db.execute("SELECT id, data, version FROM sessions WHERE owner IS ? ORDER BY updated",
+                              (owner,)).fetchall()
+        return [s for s in (self._parse(*row) for row in rows) if s is not None]
+
+    # ---- profiles ------------------------------------------------------------------------------------
+
+    def _profile_row(self, db: sqlite3.Connection, owner: str | None) -> Profile | None:
+        row = db.execute("SELECT json FROM profiles WHERE owner = ?", (owner_key(owner),)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Profile.from_json(row[0])
+        except (ValueError, TypeError, KeyError) as e:
+            raise StoreError(f"the profile of {owner_key(owner)[:8]} in {self.path} cannot be read by this chatrec "
+                             f"({type(e).__name__}: {e})") from None
+
+    def _write_profile(self, db: sqlite3.Connection, profile: Profile) -> None:
+        db.execute("INSERT INTO profiles (owner, json, updated) VALUES (?, ?, ?) ON CONFLICT(owner) DO UPDATE SET "
+                   "json = excluded.json, updated = excluded.updated", (profile.owner, profile.to_json(), time.time()))
+
+    def load_profile(self, owner: str | None) -> Profile | None:
+        """The profile of ``owner`` (None: the terminal's user), or None when there is none."""
+        with closing(self._db()) as db:
+            return self._profile_row(db, owner)
+
+    def save_profile(self, profile: Profile) -> None:
+        with closing(self._db()) as db:
+            self._write_profile(db, profile)
+
+    def update_profile(self, owner: str | None, change: Callable[[Profile], Profile]) -> Profile:
+        """Apply ``change`` to ``owner``'s profile (an empty one when there is none) in one transaction, so
+        two processes updating one profile lose nothing; written only when its evidence changed."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            old = self._profile_row(db, owner)
+            old = Profile(owner_key(owner)) if old is None else old  # (a profile without entries is falsy)
+            before = old.evidence_key()  # before ``change``, which may edit ``old`` in place
+            new = change(old)
+            if new.evidence_key() != before:
+                self._write_profile(db, new)
+            db.execute("COMMIT")
+        except (sqlite3.Error, StoreError) as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"cannot save the profile to {self.path} ({e})") from None
+        finally:
+            db.close()
+        return new
+
+    def delete_profile(self, owner: str | None, sessions: bool = False) -> tuple[bool, int]:
+        """Remove ``owner``'s profile, and with ``sessions`` every session of theirs too: (a profile was
+        removed, sessions removed). Use :meth:`forget` to also leave no trace in the file."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            had = db.execute("DELETE FROM profiles WHERE owner = ?", (owner_key(owner),)).rowcount > 0
+            n = db.execute("DELETE FROM sessions WHERE owner IS ?", (owner,)).rowcount if sessions else 0
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"cannot delete the profile from {self.path} ({e})") from None
+        finally:
+            db.close()
+        return had, n
+
+    def forget(self, owner: str | None) -> tuple[bool, int]:
+        """Remove ``owner``'s profile and sessions, then rebuild the file (VACUUM) so no page of theirs is left:
+        (a profile was removed, sessions removed)."""
+        result = self.delete_profile(owner, sessions=True)
+        with closing(self._db()) as db:
+            db.execute("VACUUM")
+        return result
 
 
 def _is_corrupt(e: sqlite3.DatabaseError) -> bool:

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,103 @@ def test_sessions_by_owner_and_deletion_leave_nothing(tmp_path):
     assert store.delete(mine[0].id, owner="a") and store.owned("a") == [mine[1].id]
     with pytest.raises(KeyError):
         store.load(mine[0].id)
+
+
+# ---- profiles (schema 3) ----------------------------------------------------------------------------
+
+
+def _liked(owner: str | None, title: str, item_id: str) -> Session:
+    s = Session(owner=owner, turns=[TurnRecord("user", f"I loved {title}"), TurnRecord("assistant", "Recommended",
+                                                                                       items=["x"])])
+    s.like(item_id)
+    return s
+
+
+def _profile_of(store: SessionStore, session: Session, title: str) -> None:
+    from chatrec.catalog import Catalog, Item
+
+    catalog = Catalog([Item(session.liked[0], title)])
+    store.update_profile(session.owner, lambda p: p.updated_with(session, time.time(), 90.0, catalog))
+
+
+def test_a_schema_2_file_is_migrated_to_3_keeping_everything(tmp_path):
+    path = tmp_path / "s.sqlite"
+    old = Session(owner="alice", liked=["heat-1995"])
+    data = {k: v for k, v in old.to_dict().items() if k not in ("version", "use_profile")}  # a schema-2 row
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, updated REAL, data TEXT NOT NULL, "
+                   "version INTEGER NOT NULL DEFAULT 0, owner TEXT)")
+        db.execute("INSERT INTO sessions VALUES (?, 1.0, ?, 4, 'alice')", (old.id, json.dumps(data)))
+        db.execute("PRAGMA user_version = 2")
+    store = SessionStore(path)
+    loaded = store.load(old.id)
+    assert (loaded.version, loaded.liked, loaded.owner, loaded.use_profile) == (4, ["heat-1995"], "alice", True)
+    assert store.owned("alice") == [old.id] and store.load_profile("alice") is None
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("SELECT count(*) FROM profiles").fetchone()[0] == 0
+    before = path.read_bytes()
+    SessionStore(path).load(old.id)
+    assert path.read_bytes() == before  # a current file that is only read is not rewritten
+
+
+def test_the_profile_switch_round_trips_and_merges(tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite")
+    s = store.save(Session(use_profile=False))
+    assert store.load(s.id).use_profile is False
+    base = store.load(s.id)
+    mine, theirs = base.copy(), _turn(base, "a western", ["a"])
+    store.save(theirs, base=base)
+    mine.use_profile = True
+    assert store.save(mine, base=base).use_profile is True  # merged onto the other writer's row
+
+
+def test_profiles_are_stored_per_owner_and_deleting_a_session_takes_its_evidence(tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite")
+    a1, a2 = store.save(_liked("alice", "Heat", "heat-1995")), store.save(_liked("alice", "Alien", "alien-1979"))
+    local = store.save(_liked(None, "Ronin", "ronin-1998"))
+    for s, title in ((a1, "Heat"), (a2, "Alien"), (local, "Ronin")):
+        _profile_of(store, s, title)
+    assert {e.value for e in store.load_profile("alice").entries} == {"heat-1995", "alien-1979"}
+    assert store.load_profile(None).owner == "local" and store.load_profile("local").entries[0].label == "Ronin"
+    assert store.load_profile("bob") is None
+    assert [s.id for s in store.sessions_of(None)] == [local.id] and len(store.sessions_of("alice")) == 2
+    assert store.delete(a1.id, owner="alice")
+    assert [e.value for e in store.load_profile("alice").entries] == ["alien-1979"]
+    assert store.delete_profile("alice") == (True, 0) and store.load_profile("alice") is None
+    assert store.owned("alice") == [a2.id]  # sessions stay unless asked
+
+
+def test_an_unreadable_profile_is_an_error_and_does_not_block_deleting_a_session(tmp_path, caplog):
+    store = SessionStore(tmp_path / "s.sqlite")
+    s = store.save(Session(owner="alice"))
+    with sqlite3.connect(store.path) as db:
+        db.execute("INSERT INTO profiles VALUES ('alice', '{\"format\": 99, \"owner\": \"alice\"}', 1.0)")
+    with pytest.raises(StoreError, match="cannot be read"):
+        store.load_profile("alice")
+    assert store.delete(s.id) and "cannot be read" in caplog.text
+
+
+def test_forget_leaves_no_trace_of_the_owner_in_the_file(tmp_path):
+    path = tmp_path / "sessions.sqlite"
+    store = SessionStore(path)
+    secret, kept = "Quixotic Zebra Picnic", "Velvet Harbour Mystery"
+    mine = [store.save(_liked("alice", secret, "qzp-2001")) for _ in range(3)]
+    for s in mine:
+        store.save(_turn(s, f"more like {secret}", ["qzp-2001"]), base=s)  # old versions of the rows, rewritten
+        _profile_of(store, s, secret)
+    theirs = store.save(_liked("bob", kept, "vhm-1999"))
+    _profile_of(store, theirs, kept)
+    terminal = store.save(_liked(None, kept, "vhm-1999"))
+
+    def file_bytes() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("sessions.sqlite"))
+
+    assert secret.encode() in file_bytes()  # the check below can see the text when it is there
+    assert store.forget("alice") == (True, 3)
+    assert secret.encode() not in file_bytes() and kept.encode() in file_bytes()
+    with sqlite3.connect(path) as db:  # the raw file: no row of alice's anywhere
+        assert db.execute("SELECT count(*) FROM sessions WHERE owner = 'alice'").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM profiles WHERE owner = 'alice'").fetchone()[0] == 0
+    assert store.load_profile("bob") and store.load(theirs.id) and store.load(terminal.id)
+    assert store.forget(None) == (False, 1) and store.load_profile("bob")  # the terminal's user: its sessions

@@ -1,4 +1,4 @@
-"""Command line: ``chatrec chat | recommend | index | eval | tune | train | ui | serve``."""
+"""Command line: ``chatrec chat | recommend | profile | index | eval | tune | train | ui | serve``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .args import add_common_args, build_config
 
 log = logging.getLogger("chatrec")
 
-HELP = """commands: /like N  /dislike N  /reset  /save  /sessions  /quit
+HELP = """commands: /like N  /dislike N  /reset  /save  /sessions  /profile \\[remove N | off | on]  /quit
 attach media with: /image PATH \\[text]   /audio PATH \\[text]"""
 
 
@@ -123,6 +123,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     session = rec.store.save(session)
                     console.print(f"[dim]saved session {session.id}; resume with: chatrec chat --session {session.id}[/dim]")
                     continue
+                if cmd == "/profile":
+                    session = profile_command(console, rec, session, rest)
+                    continue
                 if cmd == "/sessions":
                     for sid, ts in rec.store.list():
                         console.print(f"{shown(sid)}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(ts))}")
@@ -143,13 +146,94 @@ def cmd_chat(args: argparse.Namespace) -> int:
         session = answer.session
 
 
-def _stored_session(cfg, session_id: str | None, latest: bool = False):
-    """The session to continue (by id, or the latest), read before any model loads; store notes to stderr."""
+def profile_command(console, rec, session, args: list[str]):
+    """``/profile`` in the chat: show the numbered lines, ``remove N``, or ``off`` / ``on`` for this session.
+    Returns the session (saved again when its switch changed)."""
+    from ..profiles import owner_key
+
+    if args[:1] in (["off"], ["on"]) and len(args) == 1:
+        new = session.copy()
+        new.use_profile = args[0] == "on"
+        session = rec.store.save(new, base=session)
+        rec.update_profile(session)  # off: this session's evidence leaves the profile; on: it comes back
+        console.print("[dim]profile on for this session: earlier sessions shape the lists, and this one adds to "
+                      "them[/dim]" if session.use_profile else
+                      "[dim]profile off for this session: it neither uses nor adds to your profile[/dim]")
+        return session
+    if args[:1] == ["remove"] and len(args) == 2 and args[1].isdigit():
+        def remove(profile):
+            profile.remove(int(args[1]))
+            return profile
+
+        try:
+            rec.store.update_profile(session.owner, remove)
+        except IndexError as e:
+            console.print(f"[red]{shown(e)}[/red]")
+            return session
+        console.print(f"[dim]removed line {args[1]}; it stays out until a later session says it again[/dim]")
+        args = []
+    if args:
+        console.print("usage: /profile  |  /profile remove N  |  /profile off  |  /profile on")
+        return session
+    profile = rec.store.load_profile(session.owner)
+    lines = profile.lines() if profile else []
+    state = "on" if session.use_profile else "off (/profile on to use it)"
+    console.print(f"[dim]what chatrec knows about you ({shown(owner_key(session.owner))}), "
+                  f"{'in use' if session.use_profile else 'not used'} in this session: {state}[/dim]")
+    for n, line in enumerate(lines, 1):
+        console.print(f"{n}. {shown(line)}", highlight=False)
+    if not lines:
+        console.print("nothing yet: likes, rejections, genres, people and years you ask for are kept here")
+    return session
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """``chatrec profile show | export | forget``: what is kept about a person, without loading any model."""
+    from ..profiles import LOCAL_OWNER, Profile, owner_key
+
+    cfg = build_config(args)
+    store = _open_store(cfg)
+    owner = None if args.owner in (None, "", LOCAL_OWNER) else args.owner  # None: the terminal's sessions
+    if args.action == "forget":
+        n = len(store.sessions_of(owner))
+        if not args.yes:
+            try:
+                answer = input(f"Delete the profile of {owner_key(owner)} and its {n} sessions from {store.path}? "
+                               "This cannot be undone. [y/N] ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted", file=sys.stderr)
+                return 1
+        had, removed = store.forget(owner)
+        print(f"forgot {owner_key(owner)}: {'the profile and ' if had else ''}{removed} session{'' if removed == 1 else 's'}; "
+              f"nothing of them is left in {store.path}")
+        return 0
+    profile = store.load_profile(owner)
+    profile = Profile(owner_key(owner)) if profile is None else profile
+    if args.action == "export":
+        print(profile.to_json(indent=2))
+    else:
+        for n, line in enumerate(profile.lines(), 1):
+            print(f"{n}. {line}")
+        if not profile:
+            print(f"no profile kept for {owner_key(owner)}")
+    return 0
+
+
+def _open_store(cfg):
+    """The session store of ``cfg``, opened before any model loads; store notes go to stderr."""
     from ..store import SessionStore
 
     store = SessionStore(cfg.home() / "sessions.sqlite")
     for note in store.notes:
         print(f"chatrec: note: {note}", file=sys.stderr)
+    return store
+
+
+def _stored_session(cfg, session_id: str | None, latest: bool = False):
+    """The session to continue (by id, or the latest), read before any model loads; store notes to stderr."""
+    store = _open_store(cfg)
     if session_id:
         return store.load(session_id)
     return store.latest() if latest else None
@@ -275,6 +359,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--session")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_recommend)
+    p = sub.add_parser("profile", help="what chatrec keeps about you across sessions: show, export (JSON), forget")
+    add_common_args(p)
+    p.add_argument("action", choices=["show", "export", "forget"],
+                   help="show: the lines; export: JSON to stdout; forget: delete the profile and all its sessions")
+    p.add_argument("--owner", help="a UI or API owner (the hash its sessions store; default: this terminal's user)")
+    p.add_argument("--yes", action="store_true", help="forget without asking")
+    p.set_defaults(func=cmd_profile)
     p = sub.add_parser("index", help="embed a catalog (cached by content hash)")
     add_common_args(p)
     p.set_defaults(func=cmd_index)

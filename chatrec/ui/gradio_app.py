@@ -311,6 +311,23 @@ class ChatUI:
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         return str(path)
 
+    def profile_md(self, token: str | None = None) -> str:
+        """The "What I know about you" panel: this browser's profile, one numbered line per entry."""
+        owner = owner_of(token)
+        profile = self.rec.store.load_profile(owner) if owner else None
+        if not profile:
+            return "_Nothing yet. What you like, turn down and ask for is kept here across conversations._"
+        return "\n".join(f"{n}. {html.escape(line)}" for n, line in enumerate(profile.lines(), 1))
+
+    def forget(self, token: str | None = None) -> View:
+        """Delete this browser's profile and every conversation of it; nothing of them is kept."""
+        owner = owner_of(token)
+        if owner is None:
+            return View(None, [], "Nothing to forget.", [])
+        had, n = self.rec.store.forget(owner)
+        said = f"{n} conversation{'' if n == 1 else 's'}"
+        return View(None, [], f"Forgotten: {'your profile and ' if had else ''}{said} deleted.", [])
+
 
 # ---- layout ----------------------------------------------------------------------------------
 
@@ -370,6 +387,10 @@ def build_app(rec: Recommender) -> gr.Blocks:
             export_file = gr.File(label="Download", elem_id="export-file", interactive=False, visible=False)
             resume_box = gr.Textbox(label="Resume a session by id", placeholder="session id", elem_id="resume")
             resume_btn = gr.Button("Resume", elem_id="resume-btn", size="sm")
+            gr.Markdown("### What I know about you")
+            profile_md = gr.Markdown(ui.profile_md(None), elem_id="profile")
+            forget_btn = gr.Button("Forget me (profile and all conversations)", elem_id="forget", size="sm",
+                                   variant="stop")
         gr.Markdown("## 🎬 chatrec — tell me what you feel like watching")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):
@@ -416,17 +437,19 @@ def build_app(rec: Recommender) -> gr.Blocks:
             return functools.wraps(fn)(lambda *args, **kw: flat(fn(*args, **kw)))
 
         turn_inputs = [sid, chat, msg, image, audio, token]
-        send_btn.click(wire(ui.send), turn_inputs, outputs)
-        msg.submit(wire(ui.send), turn_inputs, outputs)
+        refresh = dict(fn=ui.profile_md, inputs=[token], outputs=[profile_md], concurrency_limit=None)
+        send_btn.click(wire(ui.send), turn_inputs, outputs).then(**refresh)
+        msg.submit(wire(ui.send), turn_inputs, outputs).then(**refresh)
         for btn, kind, n in buttons:
-            btn.click(wire(functools.partial(ui.act, kind, n)), [sid, chat, token], outputs)
+            btn.click(wire(functools.partial(ui.act, kind, n)), [sid, chat, token], outputs).then(**refresh)
+        forget_btn.click(wire(ui.forget), [token], outputs).then(**refresh)
         reset_btn.click(wire(ui.reset), None, outputs, concurrency_limit=None)
         resume_btn.click(wire(ui.resume), [resume_box, token], outputs, concurrency_limit=None)
         resume_box.submit(wire(ui.resume), [resume_box, token], outputs, concurrency_limit=None)
         export_btn.click(lambda s, t: gr.update(value=(p := ui.export(s, t)), visible=bool(p)), [sid, token],
                          [export_file], concurrency_limit=None)
         demo.load(browser_token, [token], [token], concurrency_limit=None).then(
-            wire(ui.on_load), [token], outputs, concurrency_limit=None)
+            wire(ui.on_load), [token], outputs, concurrency_limit=None).then(**refresh)
     demo.queue(default_concurrency_limit=1)  # 2 CPU cores: one model call at a time
     demo.ui = ui  # for tests and embedding
     return demo

@@ -6,7 +6,9 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``POST /sessions/{id}/turns``: JSON ``{"text"}`` or multipart (``text``, optional ``image`` / ``audio`` files)
   -> the answer; ``POST /sessions/{id}/turns/stream``: the same as server-sent events
   (``understood``, ``ranked``, ``reason_token``, ``reason``, ``done``; ``error`` if the turn fails midway)
-- ``POST /sessions/{id}/feedback`` ``{"rank", "liked"}``
+- ``POST /sessions/{id}/feedback`` ``{"rank", "liked"}``; ``PATCH /sessions/{id}`` ``{"use_profile"}``
+- ``GET /profile`` (what is kept about this caller, in lines and as JSON), ``DELETE /profile/lines/{n}``,
+  ``DELETE /profile`` (the profile and every session of this caller: nothing is kept)
 - ``GET /health`` (the process is up), ``GET /ready`` (the models are loaded)
 - ``/ui``: the Gradio UI on the same server (``--no-ui`` leaves it out)
 
@@ -42,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..events import Done, Ranked, ReasonDone, ReasonToken, Understood
 from ..media.files import MediaError
+from ..profiles import Profile
 from ..recommender import Recommender, UserInput
 from ..session import InputError, Session
 from ..store import ConflictError, StoreError
@@ -69,6 +72,11 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rank: int = Field(description="1-based rank in the session's last list")
     liked: bool
+
+
+class SessionPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    use_profile: bool = Field(description="false: this session neither uses nor adds to the caller's profile")
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -128,7 +136,15 @@ def _session_view(s: Session) -> dict:
     c = {k: v for k, v in {"genres": s.include_genres, "not_genres": s.exclude_genres,
                            "year_min": s.year_min, "year_max": s.year_max}.items() if v}
     return {"id": s.id, "turns": turns, "liked": list(s.liked), "rejected": list(s.rejected),
-            "last_items": list(s.last_items), "constraints": c, "version": s.version}
+            "last_items": list(s.last_items), "constraints": c, "version": s.version, "use_profile": s.use_profile}
+
+
+def _profile_view(profile: Profile, half_life_days: float) -> dict:
+    """A profile for its owner: numbered lines in words, and the whole profile as JSON (without the owner hash)."""
+    profile = profile.reweighed(time.time(), half_life_days)
+    lines = [{"n": n, "text": text, "kind": e.kind, "value": e.value, "weight": round(e.weight, 4)}
+             for n, (text, e) in enumerate(zip(profile.lines(), profile.entries, strict=True), 1)]
+    return {"lines": lines, "profile": profile.to_dict(with_owner=False)}
 
 
 def _sse(event: str, data) -> bytes:
@@ -311,6 +327,50 @@ def create_app(rec: Recommender | None, *, api_key: str | None = None, max_queue
             return _session_view(rec.feedback(session, body.rank, liked=body.liked))
         except (InputError, StoreError) as e:
             raise _error_of(e) from None
+
+    @app.patch("/sessions/{sid}", tags=["sessions"])
+    def patch_session(sid: str, body: SessionPatch, owner: Owner, rec: Rec) -> dict:
+        """Switch the caller's profile off (or on) for this session; saved at once."""
+        session = owned(rec, sid, owner)
+        new = session.copy()
+        new.use_profile = body.use_profile
+        try:
+            new = rec.store.save(new, base=session)
+        except StoreError as e:
+            raise _error_of(e) from None
+        rec.update_profile(new)
+        return _session_view(new)
+
+    # ---- the caller's profile ----
+
+    def profile_of(rec: Recommender, owner: str) -> Profile:
+        profile = rec.store.load_profile(owner)
+        return Profile(owner) if profile is None else profile
+
+    @app.get("/profile", tags=["profile"])
+    def get_profile(owner: Owner, rec: Rec) -> dict:
+        """What chatrec keeps about this caller across sessions: numbered lines, and the profile as JSON."""
+        return _profile_view(profile_of(rec, owner), rec.cfg.profile.half_life_days)
+
+    @app.delete("/profile/lines/{n}", tags=["profile"])
+    def delete_profile_line(n: int, owner: Owner, rec: Rec) -> dict:
+        """Remove line ``n`` (1-based, as ``GET /profile`` numbers them) until a later session says it again."""
+        def remove(profile: Profile) -> Profile:
+            profile.remove(n)
+            return profile
+
+        try:
+            profile = rec.store.update_profile(owner, remove)
+        except IndexError as e:
+            raise ApiError(404, _public(str(e.args[0]))) from None
+        return _profile_view(profile, rec.cfg.profile.half_life_days)
+
+    @app.delete("/profile", tags=["profile"])
+    def forget(owner: Owner, rec: Rec) -> dict:
+        """Delete this caller's profile and every session of theirs; nothing of them is left in the store."""
+        with st.gate.model:  # no turn of theirs is half-way and saves its session again afterwards
+            had, n = rec.store.forget(owner)
+        return {"deleted_profile": had, "deleted_sessions": n}
 
     turn_body = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": TurnIn.model_json_schema()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from chatrec.events import Answer, Done, Ranked, ReasonDone, ReasonToken, Understood
@@ -38,3 +39,71 @@ def test_titles_reasons_and_notes_without_scores():
 
 def test_verbose_shows_scores():
     assert "-19.74" in _render(True)
+
+
+# ---- profiles ----------------------------------------------------------------------------------------
+
+
+def _console() -> Console:
+    return Console(record=True, width=200, force_terminal=False)
+
+
+def test_profile_in_the_chat_show_remove_and_switch(tiny_recommender):
+    from chatrec.ui.cli import profile_command
+
+    rec = tiny_recommender
+    session = rec.respond(rec.new_session(), "I loved Toy Story and Alien, no horror").session
+    console = _console()
+    same = profile_command(console, rec, session, [])
+    out = console.export_text()
+    assert same is session and "in use in this session" in out
+    assert "1. You liked Alien (1979) — session" in out and "3. You asked for no horror" in out
+    console = _console()
+    profile_command(console, rec, session, ["remove", "1"])
+    out = console.export_text()
+    assert "removed line 1" in out and "Alien" not in out and "1. You liked Toy Story (1995)" in out
+    console = _console()
+    profile_command(console, rec, session, ["remove", "9"])
+    assert "no profile line 9" in console.export_text()
+    off = profile_command(_console(), rec, session, ["off"])
+    assert off.use_profile is False and rec.store.load(session.id).use_profile is False
+    assert rec.store.load_profile(None).entries == []  # a session switched off adds nothing
+    on = profile_command(_console(), rec, off, ["on"])
+    assert on.use_profile and [e.value for e in rec.store.load_profile(None).entries] == ["toy-story-1995", "Horror"]
+    console = _console()
+    profile_command(console, rec, on, ["wat"])
+    assert "usage: /profile" in console.export_text()
+
+
+def _local_profile(tmp_path):
+    from chatrec.catalog import Catalog, Item
+    from chatrec.session import TurnRecord
+    from chatrec.store import SessionStore
+
+    store = SessionStore(tmp_path / "sessions.sqlite")
+    for owner, title in ((None, "Heat"), ("f00d" * 8, "Alien")):
+        s = Session(owner=owner, turns=[TurnRecord("user", f"I loved {title}")], liked=[title.lower()])
+        store.save(s)
+        store.update_profile(owner, lambda p, s=s, t=title: p.updated_with(s, 1e10, 90.0, Catalog([Item(t.lower(), t)])))
+    return store
+
+
+def test_profile_export_and_forget_commands(tmp_path, capsys, monkeypatch):
+    import json
+
+    from chatrec.ui.cli import main
+
+    store = _local_profile(tmp_path)
+    assert main(["profile", "export", "--data-dir", str(tmp_path)]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["owner"] == "local" and [e["label"] for e in exported["entries"]] == ["Heat"]
+    assert main(["profile", "show", "--data-dir", str(tmp_path), "--owner", "f00d" * 8]) == 0
+    assert capsys.readouterr().out.startswith("1. You liked Alien — session")
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    assert main(["profile", "forget", "--data-dir", str(tmp_path)]) == 1
+    assert store.load_profile(None) and store.sessions_of(None)
+    monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail("--yes asks nothing"))
+    assert main(["profile", "forget", "--yes", "--data-dir", str(tmp_path)]) == 0
+    assert "forgot local: the profile and 1 session;" in capsys.readouterr().out
+    assert store.load_profile(None) is None and store.sessions_of(None) == []
+    assert store.load_profile("f00d" * 8) and store.sessions_of("f00d" * 8)  # another owner's stays

@@ -243,3 +243,19 @@ def test_a_message_sent_before_the_page_has_its_secret_still_works_in_its_tab(ui
     assert v.status.startswith("✅")
     assert last(ui.act("dislike", 1, v.sid, v.history, "x" * 43)).status.startswith("✅")  # the tab goes on
     assert ui.resume(v.sid, "x" * 43).sid is None  # but no browser can open it by id later
+
+
+def test_profile_panel_and_forget_me(ui):
+    token, stranger = "p" * 40, "q" * 40
+    assert "Nothing yet" in ui.profile_md(token)
+    v = last(ui.send(None, [], "I loved Toy Story, no horror", token=token))
+    panel = ui.profile_md(token)
+    assert panel.startswith("1. You liked Toy Story (1995) — session ") and "2. You asked for no horror" in panel
+    assert "Nothing yet" in ui.profile_md(stranger) and "Nothing yet" in ui.profile_md(None)
+    other = last(ui.send(None, [], "a western", token=stranger))
+    gone = ui.forget(token)
+    assert gone.sid is None and gone.history == [] and "Forgotten: your profile and 1 conversation deleted" in gone.status
+    with pytest.raises(KeyError):
+        ui.rec.store.load(v.sid)
+    assert "Nothing yet" in ui.profile_md(token) and ui.rec.store.load(other.sid)
+    assert ui.forget(None).status == "Nothing to forget."

@@ -313,3 +313,43 @@ def test_stream_reasons_from_packaged_models(tmp_path):
     done = events[-1][1]
     assert all(x["reason"] for x in done["recommendations"])
     assert stored["last_items"] == [x["item_id"] for x in done["recommendations"]]
+
+
+# ---- profiles -------------------------------------------------------------------------------------
+
+
+def test_profile_lines_switch_and_forget(base):
+    with client_for(base) as c, client_for(base) as other:
+        paths = c.get("/openapi.json").json()["paths"]
+        assert {"/profile", "/profile/lines/{n}"} <= set(paths) and "patch" in paths["/sessions/{sid}"]
+        empty = c.get("/profile").json()
+        assert empty["lines"] == [] and empty["profile"]["entries"] == [] and "owner" not in empty["profile"]
+        sid = c.post("/sessions").json()["id"]
+        c.post(f"/sessions/{sid}/turns", json={"text": "I loved Toy Story and Finding Nemo, no horror"}).raise_for_status()
+        c.post(f"/sessions/{sid}/feedback", json={"rank": 1, "liked": True}).raise_for_status()
+        lines = c.get("/profile").json()["lines"]
+        assert [x["n"] for x in lines] == list(range(1, len(lines) + 1)) and len(lines) == 4
+        assert [x["kind"] for x in lines] == ["liked_item"] * 3 + ["genre_avoid"]
+        assert lines[-1]["text"].startswith("You asked for no horror — session ")
+        assert other.get("/profile").json()["lines"] == []  # each caller sees their own
+        after = c.delete("/profile/lines/1").json()["lines"]
+        assert [x["text"] for x in after] == [x["text"] for x in lines[1:]]
+        assert "no profile line 9" in one_line_error(c.delete("/profile/lines/9"), 404)
+
+        assert c.patch(f"/sessions/{sid}", json={"use_profile": False}).json()["use_profile"] is False
+        assert c.get("/profile").json()["lines"] == []  # a session switched off adds nothing
+        one_line_error(c.patch(f"/sessions/{sid}", json={"use_profile": True, "x": 1}), 422)
+        one_line_error(other.patch(f"/sessions/{sid}", json={"use_profile": True}), 404)
+        assert c.patch(f"/sessions/{sid}", json={"use_profile": True}).json()["use_profile"] is True
+        kept = [x["value"] for x in c.get("/profile").json()["lines"] if x["kind"] == "liked_item"]
+        assert len(kept) == 2  # line 1 stays removed
+
+        sid2 = c.post("/sessions").json()["id"]  # a new session: the liked films are not shown again
+        answer = c.post(f"/sessions/{sid2}/turns", json={"text": "something for tonight"}).json()
+        assert len(answer["recommendations"]) == 5 and not {x["item_id"] for x in answer["recommendations"]} & set(kept)
+
+        theirs = other.post("/sessions").json()["id"]
+        assert c.delete("/profile").json() == {"deleted_profile": True, "deleted_sessions": 2}
+        assert c.get("/sessions").json()["sessions"] == [] and c.get("/profile").json()["lines"] == []
+        one_line_error(c.get(f"/sessions/{sid}"), 404)
+        assert other.get(f"/sessions/{theirs}").status_code == 200
