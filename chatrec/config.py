@@ -126,6 +126,26 @@ class ProfileConfig:
 
 
 @dataclass(frozen=True)
+class CollaborativeConfig:
+    """``[collaborative]``: "people who liked X also liked Y" as a third ranking in the main system's fusion
+    (chatrec.collaborative); the dense, bm25 and fused baselines never use it."""
+
+    # Off by default until it is measured with the LLM stage on the human test split (retrieval alone on human_val:
+    # R@10 0.558 -> 0.574). When on, it also reads the store's sessions, so an evaluation depends on its data_dir.
+    enabled: bool = False
+    weight: float = 0.5  # its fusion weight when the liked items have full evidence (dense and BM25 weigh 1)
+    shrink: float = 5.0  # a pair seen together c times keeps c / (c + shrink) of its cosine: weak evidence weighs little
+    evidence_full: float = 20.0  # the weight is scaled by min(1, baskets holding the liked items / this)
+    # Training dialogues (paths, or names of packaged splits) whose targets and liked items count as liked together,
+    # next to people's likes in the session store. Train splits only: a file with another split is refused.
+    dialogue_files: tuple[str, ...] = ("human_train", "train")
+
+    def __post_init__(self):
+        if min(self.weight, self.shrink) < 0 or self.evidence_full <= 0:
+            raise ValueError("weight and shrink must not be negative, and evidence_full must be positive")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """``[train]``: LoRA fine-tuning and projector alignment. The defaults are the recipe of stage 1 of
     the shipped adapter; the model, catalog, candidates, media encoders and seed come from the rest of
@@ -186,6 +206,7 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    collaborative: CollaborativeConfig = field(default_factory=CollaborativeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     catalog_limits: CatalogLimits = field(default_factory=CatalogLimits)  # oversized rows are refused at load
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from .adapter import AdapterError, AdapterStatus, EncoderSpec, load_adapter, resolve, usable_projectors
 from .catalog import Catalog
+from .collaborative import CoOccurrence
 from .config import Config
 from .events import Answer, Done, Event, Ranked, ReasonDone, ReasonToken, Understood
 from .model import ChatLM, SoftInputs
@@ -31,7 +32,9 @@ from .store import SessionStore, StoreError
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4000
-RETRIEVERS = ("dense", "bm25")  # stage-1 retrievers fused by default
+# Stage-1 rankings fused by the main system; "collab" (items liked together) only here, never in the dense, bm25
+# and fused baselines (chatrec.evaluation.replay).
+RETRIEVERS = ("dense", "bm25", "collab")
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,10 @@ class Recommender:
             # The store and the catalog first: a bad file is reported before minutes of model loading.
             store = SessionStore(cfg.home() / "sessions.sqlite")
             catalog = cfg.load_catalog()
+            collab = CoOccurrence.build(catalog, cfg.collaborative, store) if cfg.collaborative.enabled else None
             embedder = load_embedder(cfg.model.embedder, device=device)
             vectors = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.cache(), progress=progress)
-            retriever = Retriever(catalog, embedder, vectors, cfg.retrieval)
+            retriever = Retriever(catalog, embedder, vectors, cfg.retrieval, collab)
         lm, status = None, AdapterStatus(cfg.adapter)
         if load_llm_model and (cfg.ranking.use_llm or cfg.generation.reasons):
             lm, status = load_ranker(cfg, device)
@@ -213,6 +217,7 @@ class Recommender:
             new.turns.append(TurnRecord("assistant", "Nothing in the catalog fits all of that.", items=[]))
             new = self.store.save(new, base=session)
             self.update_profile(new)
+            self.update_collaborative(new)
             yield Done(Answer(new, [], understood, notes, {"total": time.perf_counter() - t0}))
             return
         recs = ranking.top(self.cfg.ranking.top_k)
@@ -229,6 +234,7 @@ class Recommender:
                                     items=[r.item_id for r in recs]))
         new = self.store.save(new, base=session)  # merged if the session changed meanwhile (no lost turns)
         self.update_profile(new)
+        self.update_collaborative(new)
         if self.adapter.untuned:
             notes.append(self.adapter.note())
         timings = {"ranked": t_ranked, "first_token": t_first or t_ranked, "total": time.perf_counter() - t0}
@@ -254,6 +260,7 @@ class Recommender:
         (new.like if liked else new.reject)(item_id)
         new = self.store.save(new, base=session)
         self.update_profile(new)
+        self.update_collaborative(new)
         return new
 
     def new_session(self) -> Session:
@@ -282,6 +289,26 @@ class Recommender:
                                                                               self.catalog))
         except StoreError as e:  # the turn itself is saved; the profile catches up at the next one
             log.warning("profile not updated: %s", e)
+
+    def update_collaborative(self, session: Session) -> None:
+        """Fold a saved session's likes into the item co-occurrence at once: the next answer of anyone who
+        liked the same items sees them (the store keeps them; a restart rebuilds the same matrix)."""
+        if self.retriever.collab is not None:
+            self.retriever.collab.update(session)
+
+    def forget(self, owner: str | None) -> tuple[bool, int]:
+        """Delete ``owner``'s profile and sessions from the store and their likes from the co-occurrence:
+        (a profile was deleted, sessions deleted)."""
+        had, n = self.store.forget(owner)
+        if self.retriever.collab is not None:
+            self.retriever.collab.forget(owner)
+        return had, n
+
+    def delete_session(self, session_id: str, owner: str | None) -> None:
+        """Delete one session and take its likes out of the co-occurrence."""
+        self.store.delete(session_id, owner)
+        if self.retriever.collab is not None:
+            self.retriever.collab.forget(owner, session_id)
 
     def _profile_bias(self, session: Session, profile: Profile | None) -> tuple[str, ProfileBias]:
         """The prompt's phrase and retrieval's bias from ``profile`` without this session's own evidence."""

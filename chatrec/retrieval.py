@@ -1,4 +1,5 @@
-"""Stage 1: candidate retrieval. Dense (sentence embeddings) + lexical (BM25), fused by reciprocal rank.
+"""Stage 1: candidate retrieval. Dense (sentence embeddings) + lexical (BM25), fused by reciprocal rank;
+the main system adds a third ranking, items liked together with the liked ones (chatrec.collaborative).
 
 The dialogue state shapes every query: rejected and already-mentioned items are excluded, liked items
 pull the dense query towards them, and parsed constraints (genres, years) filter or boost.
@@ -10,12 +11,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .catalog import Catalog, Item
 from .config import RetrievalConfig
+
+if TYPE_CHECKING:
+    from .collaborative import CoOccurrence
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +143,10 @@ def rrf(rankings: dict[str, Sequence[int]], k: int, weights: dict[str, float] | 
 
 
 class Retriever:
-    """Dense + BM25 retrieval over one catalog."""
+    """Dense + BM25 retrieval over one catalog, and co-occurrence when ``collab`` is given."""
 
-    def __init__(self, catalog: Catalog, embedder, item_vectors: np.ndarray, cfg: RetrievalConfig):
+    def __init__(self, catalog: Catalog, embedder, item_vectors: np.ndarray, cfg: RetrievalConfig,
+                 collab: CoOccurrence | None = None):
         import bm25s
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets itself to DEBUG when imported
@@ -149,6 +154,7 @@ class Retriever:
         self.catalog = catalog
         self.embedder = embedder
         self.cfg = cfg
+        self.collab = collab  # the "collab" ranking: items liked together with the query's liked items
         self.dense: VectorIndex = ExactIndex(item_vectors)
         self.item_vectors = self.dense.vectors
         self.bm25 = bm25s.BM25()
@@ -182,14 +188,19 @@ class Retriever:
         return [int(d) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
     def retrieve(self, query: Query, n: int | None = None, use: Sequence[str] = ("dense", "bm25")) -> list[Candidate]:
-        """Top-n candidates for the query, best first. ``use`` picks retrievers (for baselines)."""
+        """Top-n candidates for the query, best first. ``use`` picks retrievers (for baselines): "dense",
+        "bm25", "collab" (without a ``collab`` model or without evidence for the liked items it adds nothing)."""
         n = n or self.cfg.n_candidates
         rankings: dict[str, list[int]] = {}
+        weights = {"dense": self.cfg.dense_weight, "bm25": self.cfg.bm25_weight}
         if "dense" in use:
             rankings["dense"] = self.dense_ranking(query)
         if "bm25" in use:
             rankings["bm25"] = self.bm25_ranking(query)
-        fused = rrf(rankings, self.cfg.rrf_k, {"dense": self.cfg.dense_weight, "bm25": self.cfg.bm25_weight})
+        if "collab" in use and self.collab is not None and (collab := self.collab.ranking(query, self.cfg.pool)):
+            rankings["collab"] = collab
+            weights["collab"] = self.collab.weight(query)  # scaled by the evidence behind the liked items
+        fused = rrf(rankings, self.cfg.rrf_k, weights)
         for item_id, bonus in (query.extra_scores or {}).items():
             if item_id in self.catalog:
                 pos = self.catalog.position(item_id)

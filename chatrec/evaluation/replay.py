@@ -62,7 +62,9 @@ class Kind(enum.Enum):
 
     @property
     def retrievers(self) -> tuple[str, ...]:
-        return {Kind.BM25: ("bm25",), Kind.DENSE: ("dense",), Kind.LINKED: ()}.get(self, RETRIEVERS)
+        # fused is stage 1's text retrievers alone: the main system's "collab" ranking is not a baseline's
+        return {Kind.BM25: ("bm25",), Kind.DENSE: ("dense",), Kind.FUSED: ("dense", "bm25"),
+                Kind.LINKED: ()}.get(self, RETRIEVERS)
 
 
 BASELINES = ("popularity", "linked", "bm25", "dense", "fused", "llm-base")  # names accepted by --baselines

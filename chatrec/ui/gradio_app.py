@@ -324,7 +324,7 @@ class ChatUI:
         owner = owner_of(token)
         if owner is None:
             return View(None, [], "Nothing to forget.", [])
-        had, n = self.rec.store.forget(owner)
+        had, n = self.rec.forget(owner)
         said = f"{n} conversation{'' if n == 1 else 's'}"
         return View(None, [], f"Forgotten: {'your profile and ' if had else ''}{said} deleted.", [])
 

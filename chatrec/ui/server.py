@@ -315,7 +315,7 @@ def create_app(rec: Recommender | None, *, api_key: str | None = None, max_queue
     @app.delete("/sessions/{sid}", status_code=204, tags=["sessions"])
     def delete_session(sid: str, owner: Owner, rec: Rec):
         owned(rec, sid, owner)
-        rec.store.delete(sid, owner)
+        rec.delete_session(sid, owner)
         return Response(status_code=204)
 
     @app.post("/sessions/{sid}/feedback", tags=["sessions"])
@@ -369,7 +369,7 @@ def create_app(rec: Recommender | None, *, api_key: str | None = None, max_queue
     def forget(owner: Owner, rec: Rec) -> dict:
         """Delete this caller's profile and every session of theirs; nothing of them is left in the store."""
         with st.gate.model:  # no turn of theirs is half-way and saves its session again afterwards
-            had, n = rec.store.forget(owner)
+            had, n = rec.forget(owner)
         return {"deleted_profile": had, "deleted_sessions": n}
 
     turn_body = {"requestBody": {"required": True, "content": {

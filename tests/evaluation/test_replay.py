@@ -120,7 +120,7 @@ def test_popularity_leaves_the_scored_dialogue_out(rec):
     assert ids == [it.id for it in rec.catalog]
 
 
-def test_ranked_lists_are_long_and_exclude_state(rec):
+def test_ranked_lists_are_long_and_exclude_state(rec, monkeypatch):
     turn = rec.prepare(UserInput("a sci-fi film like The Matrix"))
     lists = {}
     for kind in (Kind.LLM, Kind.BM25, Kind.DENSE, Kind.FUSED):
@@ -128,7 +128,9 @@ def test_ranked_lists_are_long_and_exclude_state(rec):
         assert len(lists[kind]) >= 50 and len(set(lists[kind])) == len(lists[kind])
         assert "the-matrix-1999" not in lists[kind]  # named by the user: mentioned, so excluded
     assert lists[Kind.BM25] != lists[Kind.DENSE]  # the kinds really select different retrievers
-    assert lists[Kind.LLM] == lists[Kind.FUSED]  # no LLM loaded here: the main system is fused retrieval
+    # no LLM loaded here: the main system is fused retrieval plus the co-occurrence ranking (chatrec.collaborative)
+    monkeypatch.setattr(rec.retriever, "collab", None)
+    assert rank_system(System("chatrec", Kind.LLM, rec), Session(), turn).ids == lists[Kind.FUSED]
     with pytest.raises(ValueError, match="random"):
         Kind("random")
 
