@@ -273,6 +273,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluation.run import EvalOptions, evaluate, parse_baselines
 
+    if args.multisession:
+        from ..evaluation.multisession import MultiSessionOptions
+        from ..evaluation.multisession import evaluate as evaluate_multisession
+
+        table, _ = evaluate_multisession(build_config(args), MultiSessionOptions(args.multisession, out=args.out))
+        print(table)
+        return 0
     opts = EvalOptions(args.dialogues or "", parse_baselines(args.baselines), args.limit, args.out, args.interactive,
                        not args.no_reasons, injection=not args.no_injection)
     table, _ = evaluate(build_config(args), opts)
@@ -376,6 +383,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N dialogues")
     p.add_argument("--out", default="eval_out", help="report directory")
     p.add_argument("--interactive", type=int, default=0, help="also run N simulated-user episodes")
+    p.add_argument("--multisession", type=int, default=0, metavar="N",
+                   help="instead of replaying dialogues: N returning simulated users, 3 sessions each, with and "
+                        "without profiles and the collaborative channel (python -m chatrec.evaluation.multisession "
+                        "for more options)")
     p.add_argument("--no-reasons", action="store_true", help="skip reason generation")
     p.add_argument("--no-injection", action="store_true",
                    help="skip the injection check (ordinary requests over the catalog plus 25 hostile items)")
