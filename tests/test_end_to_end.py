@@ -127,3 +127,36 @@ def test_book_catalog_speaks_of_books_and_reasons_hold(tmp_path):
         assert " film" not in r.reason.lower(), r.reason
     prompt = reason_prompt(rec.catalog.get(ans.recommendations[0].item_id), user, (), rec.catalog.schema)
     assert prompt.startswith("Book: ") and "written by" in prompt
+
+
+def test_three_films_liked_in_one_session_shape_the_next_sessions_first_answer(real, tmp_path, capsys):
+    """Issue 18's case on the real models, in a store of its own; then `chatrec profile show/export/delete`."""
+    import json
+
+    from chatrec.store import SessionStore
+    from chatrec.ui.cli import main
+
+    rec0, _ = real
+    rec = Recommender(rec0.cfg, rec0.catalog, rec0.retriever, rec0.lm, SessionStore(tmp_path / "sessions.sqlite"),
+                      rec0.adapter)
+    liked = {"toy-story-1995", "finding-nemo-2003", "spirited-away-2001"}
+    before = rec.respond(rec.new_session(), "a film for tonight")
+    first = rec.respond(rec.new_session(), "I loved Toy Story, Finding Nemo and Spirited Away")
+    assert set(first.session.liked) == liked
+    after = rec.respond(rec.new_session(), "a film for tonight")
+    shown = [r.item_id for r in after.recommendations]
+    assert not set(shown) & liked  # seen: not again
+
+    def animated(answer):
+        return sum("Animation" in rec.catalog.get(r.item_id).values("genres") for r in answer.recommendations)
+
+    assert animated(after) > animated(before), (shown, [r.item_id for r in before.recommendations])
+
+    args = ["--data-dir", str(tmp_path)]
+    assert main(["profile", "show", *args]) == 0
+    assert "Toy Story" in capsys.readouterr().out
+    assert main(["profile", "export", *args]) == 0
+    assert liked <= {e["value"] for e in json.loads(capsys.readouterr().out)["entries"]}
+    assert main(["profile", "delete", "--yes", *args]) == 0
+    assert SessionStore(tmp_path / "sessions.sqlite").load_profile(None) is None
+    assert b"Finding Nemo" not in (tmp_path / "sessions.sqlite").read_bytes()

@@ -77,6 +77,7 @@ class BeyondMetrics:
     novelty: float  # mean self-information of the shown items, in bits
     cold_recall: float  # recall@COLD_K over cold-start targets (NaN when there are none)
     cold_targets: int  # cold-start targets scored
+    cold_in_top: float = float("nan")  # share of top-COLD_K slots holding an item no evaluated dialogue names at all
 
 
 def shown_lists(rankings: Sequence[Mapping], k: int) -> list[list[str]]:
@@ -147,6 +148,13 @@ def cold_ranks(rankings: Sequence[Mapping], data: EvalData) -> np.ndarray:
     return np.concatenate(ranks) if ranks else np.zeros(0)
 
 
+def cold_item_share(rankings: Sequence[Mapping], data: EvalData) -> float:
+    """Share of all top-COLD_K slots filled by items with no interaction at all in the evaluated dialogues:
+    whether items nobody has named yet still reach people (cold start), whatever the targets."""
+    slots = [i for row in rankings for i in row["ids"][:COLD_K]]
+    return sum(data.popularity[i] == 0 for i in slots) / len(slots) if slots else float("nan")
+
+
 def beyond_metrics(rankings: Sequence[Mapping], data: EvalData) -> BeyondMetrics:
     """Every beyond-accuracy metric of one system's run (its ``rankings`` rows)."""
     lists = shown_lists(rankings, data.k)
@@ -161,4 +169,5 @@ def beyond_metrics(rankings: Sequence[Mapping], data: EvalData) -> BeyondMetrics
         novelty=novelty(lists, data.popularity, data.catalog_ids),
         cold_recall=recall_from_ranks(cold, COLD_K),
         cold_targets=int(cold.size),
+        cold_in_top=cold_item_share(rankings, data),
     )

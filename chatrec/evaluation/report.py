@@ -261,12 +261,12 @@ def beyond_table(metrics: Sequence[SystemMetrics]) -> str:
     if not rows:
         return ""
     cols = ["coverage", "mean popularity", "Gini", "diversity (genres)", "novelty (bits)",
-            f"cold-start R@{COLD_K} (n)"]
+            f"cold-start R@{COLD_K} (n)", f"never-named items in top {COLD_K}"]
     lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for m in rows:
         b = m.beyond
         cells = [_fmt(b.coverage), _fmt(b.mean_popularity, 2), _fmt(b.gini), _fmt(b.diversity), _fmt(b.novelty, 2),
-                 f"{_fmt(b.cold_recall)} ({b.cold_targets})"]
+                 f"{_fmt(b.cold_recall)} ({b.cold_targets})", _fmt(b.cold_in_top)]
         lines.append(f"| {m.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -194,7 +194,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     store = _open_store(cfg)
     owner = None if args.owner in (None, "", LOCAL_OWNER) else args.owner  # None: the terminal's sessions
-    if args.action == "forget":
+    if args.action in ("forget", "delete"):
         n = len(store.sessions_of(owner))
         if not args.yes:
             try:
@@ -368,8 +368,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_recommend)
     p = sub.add_parser("profile", help="what chatrec keeps about you across sessions: show, export (JSON), forget")
     add_common_args(p)
-    p.add_argument("action", choices=["show", "export", "forget"],
-                   help="show: the lines; export: JSON to stdout; forget: delete the profile and all its sessions")
+    p.add_argument("action", choices=["show", "export", "forget", "delete"],
+                   help="show: the lines; export: JSON to stdout; forget (or delete): delete the profile and all its sessions")
     p.add_argument("--owner", help="a UI or API owner (the hash its sessions store; default: this terminal's user)")
     p.add_argument("--yes", action="store_true", help="forget without asking")
     p.set_defaults(func=cmd_profile)

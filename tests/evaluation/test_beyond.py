@@ -95,3 +95,12 @@ def test_beyond_metrics_of_a_run():
     assert (m1.cold_recall, m1.cold_targets) == (0.5, 2)
     empty = beyond_metrics([], data())
     assert math.isnan(empty.cold_recall) and empty.coverage == 0.0 and empty.cold_targets == 0
+
+
+def test_share_of_top_slots_given_to_items_nobody_named():
+    from chatrec.evaluation.beyond import cold_item_share
+
+    # top-10 slots: a, b, c, a, d -> only d (popularity 0) is never named: 1 of 5
+    assert cold_item_share(ROWS, data()) == pytest.approx(1 / 5)
+    assert math.isnan(cold_item_share([], data()))
+    assert beyond_metrics(ROWS, data()).cold_in_top == pytest.approx(1 / 5)
