@@ -153,7 +153,9 @@ def find_hooks(item: Item, user_text: str, liked: Sequence[Item] = (), noun: str
             break
         if common:
             genre = f"{_article(common[0])} {common[0].lower()}"
-            out.append(Hook(f"like {other.title}, which you liked, it is {genre}",
+            # "it is drama too", not "it is a drama": the description that follows says "is a drama ... film",
+            # and the same four words twice would read (and check) as a loop.
+            out.append(Hook(f"like {other.title}, which you liked, it is {common[0].lower()} too",
                             f"Like {other.title}, which you liked, this is {genre} {noun}"))
             break
     return out

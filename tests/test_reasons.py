@@ -130,3 +130,11 @@ def test_no_hook_when_the_model_already_speaks_to_the_user_or_nothing_true_links
     assert r.text == PREMISE_ONLY and not r.hooked
     r = finalize_reason(PREMISE_ONLY, HEAT, CAT, "no thrillers please, they stress me")  # avoided, not asked for
     assert not r.hooked
+
+
+def test_a_liked_films_genre_hook_does_not_repeat_the_description_as_a_loop():
+    liked = [Item("y", "Se7en", "", {"genres": ["Crime"]})]
+    for user in ("more please", "anything else", "something for tonight"):
+        r = fallback_reason(HEAT, user, liked)
+        assert "which you liked, it is crime too" in r, r
+        assert check(r, HEAT, CAT, user, liked).ok, r  # "is a crime ..." twice was read as a loop
