@@ -96,13 +96,16 @@ def describe(item: Item, schema: Schema, skip: frozenset[str] = frozenset(), fir
 
 
 _AVOIDS = re.compile(r"\b(?:not|no|nothing|never|without|avoid\w*|hate\w*|can't stand|don't like|dislike\w*|"
-                     r"scared of|too)\b(?:\W+\w+){0,3}\W*$")
+                     r"scared of|too|rather than|instead of|other than|anything but|less)\b(?:\W+\w+){0,5}\W*$")
+# What follows a genre word when the user turns it down: "horror films give me nightmares", "cartoons are babyish".
+_AVOIDED_AFTER = re.compile(r"\W*(?:(?:films?|movies?|ones?|stuff)\W+)?(?:gives? me nightmares|scares? me|bores? me|"
+                            r"(?:is|are) (?:too|babyish|boring|not for|overrated|a no)|(?:is|are)n't for)")
 
 
 def _wanted(low: str, phrase: str) -> bool:
     """``phrase`` is in the user's words and not as something they avoid ("no horror", "hate ghosts")."""
-    return any(not _AVOIDS.search(low[max(0, m.start() - 40):m.start()]) and
-               not re.match(r"\W*(?:gives? me nightmares|scares? me|is too|are too)", low[m.end():m.end() + 25])
+    return any(not _AVOIDS.search(low[max(0, m.start() - 50):m.start()]) and
+               not _AVOIDED_AFTER.match(low[m.end():m.end() + 40])
                for m in re.finditer(rf"(?<!\w){re.escape(norm(phrase))}(?!\w)", low))
 
 

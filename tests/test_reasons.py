@@ -6,7 +6,7 @@ import pytest
 
 from chatrec.catalog import Catalog, Item, Schema, load_catalog
 from chatrec.claims import check
-from chatrec.reasons import facts_in, fallback_reason, finalize_reason, reason_grounding
+from chatrec.reasons import facts_in, fallback_reason, finalize_reason, find_hooks, reason_grounding
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEAT = Item("heat", "Heat", "A detective hunts a crew of bank robbers in Los Angeles.",
@@ -138,3 +138,17 @@ def test_a_liked_films_genre_hook_does_not_repeat_the_description_as_a_loop():
         r = fallback_reason(HEAT, user, liked)
         assert "which you liked, it is crime too" in r, r
         assert check(r, HEAT, CAT, user, liked).ok, r  # "is a crime ..." twice was read as a loop
+
+
+@pytest.mark.parametrize("user", [
+    "I like science fiction, but nothing with wall-to-wall action please.",
+    "Could you suggest one that's emotional rather than slapstick?",
+    "I'm a huge Stephen King reader but horror films give me nightmares.",
+    "The 9 year old has announced cartoons are babyish now. Help.",
+    "something instead of a thriller",
+])
+def test_no_hook_from_what_a_reader_found_the_user_turning_down(user):
+    # From the second hand audit: each of these had been led by "You asked for <the genre they turned down>".
+    item = Item("x", "X", "A story.", {"genres": ["Action", "Comedy", "Horror", "Animation", "Thriller"],
+                                       "keywords": ["slapstick"]})
+    assert not [h for h in find_hooks(item, user) if h.lead.startswith(("You asked for", "You mentioned"))], user
