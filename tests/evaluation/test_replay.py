@@ -184,7 +184,8 @@ def test_replay_and_respond_give_the_same_candidates_and_scores(tmp_path):
 
     from chatrec.evaluation.dialogues import Dialogue
 
-    cfg = load_config(overrides=[f"data_dir={tmp_path}", "generation.reasons=false", "ranking.top_k=10"])
+    # profiles off: evaluation never reads a stored profile, while respond() would read the one its earlier turns built
+    cfg = load_config(overrides=[f"data_dir={tmp_path}", "generation.reasons=false", "ranking.top_k=20", "profile.enabled=false"])
     rec = Recommender.from_config(cfg, progress=False)
     main = build_systems(rec, [])[0]
     spoken = Dialogue("spoken", "test", "test", (
