@@ -111,7 +111,9 @@ def main() -> None:
     warm = [start_time(None) for _ in range(2)]
     cold = start_time(tempfile.mkdtemp()) if args.cold else None
     data = tempfile.mkdtemp()
-    rec = Recommender.from_config(load_config(None, [f"data_dir={data}"]), progress=False)
+    # Profiles off: the baselines replay the same conversations after the main turns, and a profile built from
+    # those would change their lists (and the reasons compared).
+    rec = Recommender.from_config(load_config(None, [f"data_dir={data}", "profile.enabled=false"]), progress=False)
     times = run_turns(rec, args.turns)
     rss = peak_rss_gb()  # before the baselines: full-prompt logits alone allocate ~0.5 GB
     full, last = full_logits_ranking(rec)
