@@ -63,6 +63,16 @@ class RetrievalConfig:
     people_boost: float = 0.01  # fused-score bonus per person the user asked for (linked by name)
     era_boost: float = 0.005  # fused-score bonus for an item in a wished-for era ("something recent", "older")
     popularity_weight: float = 0.002  # mild prior from an item's `popularity` attribute, if any
+    # The dense index (chatrec.index): "exact" (numpy/FAISS flat inner product), "hnsw" or "ivf" (FAISS,
+    # approximate), or "auto": exact below `ann_threshold` items, HNSW from there. Approximate indexes are
+    # built once per catalog content and embedder, with a progress bar, and saved next to the embeddings.
+    index: str = "auto"
+    ann_threshold: int = 50_000
+    hnsw_m: int = 32  # graph degree: memory and build time grow with it, and recall too
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 96  # search breadth: recall against latency (read at query time, not baked into the file)
+    ivf_nlist: int = 0  # IVF cells; 0 = 4 * sqrt(N)
+    ivf_nprobe: int = 16  # cells visited per query
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,9 @@ class Config:
     media_root: str = ""  # local image/audio paths of the catalog must lie in this folder; "" = the catalog's folder
     adapter: str | None = "default"  # adapter name under adapters/, a directory, or None for the base LLM
     data_dir: str = ""  # sessions database; "" = $CHATREC_HOME or ~/.local/share/chatrec
+    # Where sessions and profiles live: "" = SQLite (sessions.sqlite in data_dir, one machine); a
+    # postgresql://user:password@host:port/dbname URL = one PostgreSQL shared by several `chatrec serve` replicas.
+    store_url: str = ""
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -336,4 +349,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"train.{key} must be at least 1")
     if cfg.media.image_tokens < 1 or cfg.media.audio_tokens < 1:
         raise ConfigError("media.image_tokens and media.audio_tokens must be at least 1")
+    if cfg.retrieval.index not in ("auto", "exact", "hnsw", "ivf"):
+        raise ConfigError(f"retrieval.index must be auto, exact, hnsw or ivf, not {cfg.retrieval.index!r}")
+    if cfg.store_url and not cfg.store_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store_url must be empty (SQLite in data_dir) or a postgresql:// URL")
     return cfg
