@@ -322,6 +322,7 @@ class Catalog(Sequence[Item]):
         self.media_root = media_root
         self.schema = schema or Schema.infer(self.items)
         self._index = {it.id: i for i, it in enumerate(self.items)}
+        self._hash: str | None = None
         if len(self._index) != len(self.items):
             seen: set[str] = set()
             dup = next(it.id for it in self.items if it.id in seen or seen.add(it.id))
@@ -349,12 +350,15 @@ class Catalog(Sequence[Item]):
         return self._index[item_id]
 
     def content_hash(self) -> str:
-        """sha256 over the items' canonical JSON; changes whenever any item changes."""
-        h = hashlib.sha256()
-        for it in self.items:
-            h.update(json.dumps(it.to_dict(), sort_keys=True, ensure_ascii=False).encode())
-            h.update(b"\n")
-        return h.hexdigest()
+        """sha256 over the items' canonical JSON; changes whenever any item changes (computed once: the
+        catalog is immutable, and at a million items it takes seconds)."""
+        if self._hash is None:
+            h = hashlib.sha256()
+            for it in self.items:
+                h.update(json.dumps(it.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+                h.update(b"\n")
+            self._hash = h.hexdigest()
+        return self._hash
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from .profiles import Profile, ProfileBias, profile_query_bias
 from .prompting import FIT, prompt_turns, rank_prompt, reason_prompt
 from .ranking import Ranking, Recommendation, combine
 from .reasons import finalize_reason
-from .retrieval import Query, Retriever, embed_catalog
+from .retrieval import Query, Retriever, embed_catalog, vectors_file
 from .session import InputError, Session, TurnRecord, interpret
 from .store import SessionStore, StoreError
 
@@ -93,7 +93,8 @@ class Recommender:
             collab = CoOccurrence.build(catalog, cfg.collaborative, store) if cfg.collaborative.enabled else None
             embedder = load_embedder(cfg.model.embedder, device=device)
             vectors = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.cache(), progress=progress)
-            retriever = Retriever(catalog, embedder, vectors, cfg.retrieval, collab)
+            retriever = Retriever(catalog, embedder, vectors, cfg.retrieval, collab,
+                                  vectors_file(catalog, cfg.model.embedder, cfg.cache()), progress)
         lm, status = None, AdapterStatus(cfg.adapter)
         if load_llm_model and (cfg.ranking.use_llm or cfg.generation.reasons):
             lm, status = load_ranker(cfg, device)

@@ -8,20 +8,28 @@ pull the dense query towards them, and parsed constraints (genres, years) filter
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .catalog import Catalog, Item
 from .config import RetrievalConfig
+from .index import ExactIndex, VectorIndex, open_index
+
+__all__ = ["Candidate", "Constraints", "ExactIndex", "Query", "Retriever", "VectorIndex", "embed_catalog", "rrf",
+           "vectors_file"]
 
 if TYPE_CHECKING:
     from .collaborative import CoOccurrence
 
 log = logging.getLogger(__name__)
+
+_EMBED_CHUNK = 8_192  # items embedded between two checkpoints of a large catalog
+_MMAP_FROM = 50_000  # catalogs this large read their embeddings memory-mapped (shared by processes, no copy)
+_SAVE_BM25_FROM = 50_000  # and keep their BM25 index on disk (tokenising a million texts takes minutes)
 
 
 @dataclass(frozen=True)
@@ -71,27 +79,6 @@ class Candidate:
     sources: dict[str, int]  # retriever name -> 1-based rank in that retriever
 
 
-class VectorIndex(Protocol):
-    """The small interface a FAISS index could also satisfy for large catalogs."""
-
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class ExactIndex:
-    """Exact inner-product search in numpy; plenty for thousands of items."""
-
-    def __init__(self, vectors: np.ndarray):
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (N, D), L2-normalised
-
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """query (D,) -> (indices (k,), scores (k,)) best first."""
-        scores = self.vectors @ query.astype(np.float32)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return top, scores[top]
-
-
 def _index_path(catalog: Catalog, embedder_name: str, cache: Path) -> list[Path]:
     """Where the embeddings live: next to the catalog, else in the cache (packaged catalogs are read-only)."""
     slug = "".join(c if c.isalnum() else "-" for c in embedder_name).strip("-")
@@ -104,22 +91,32 @@ def _index_path(catalog: Catalog, embedder_name: str, cache: Path) -> list[Path]
     return paths
 
 
+def vectors_file(catalog: Catalog, embedder_name: str, cache: Path) -> Path | None:
+    """The embeddings file :func:`embed_catalog` wrote for this catalog, if any (other index files sit beside it)."""
+    return next((p for p in _index_path(catalog, embedder_name, cache) if p.is_file()), None)
+
+
 def embed_catalog(catalog: Catalog, embedder, embedder_name: str, cache: Path, progress: bool = True) -> np.ndarray:
-    """(N, D) L2-normalised item embeddings; read from disk when the catalog is unchanged."""
+    """(N, D) L2-normalised item embeddings; read from disk when the catalog is unchanged.
+
+    Large catalogs are embedded in chunks written to a ``.partial.npy`` file as they finish, so an interrupted
+    run (hours at a million items on 2 cores) resumes where it stopped; their embeddings are read memory-mapped.
+    """
     paths = _index_path(catalog, embedder_name, cache)
     for p in paths:
         if p.is_file():
-            vecs = np.load(p, allow_pickle=False)
+            vecs = np.load(p, allow_pickle=False, mmap_mode="r" if len(catalog) >= _MMAP_FROM else None)
             if vecs.shape[0] == len(catalog):
                 return vecs
     log.info("embedding %d items with %s", len(catalog), embedder_name)
-    vecs = embedder.encode(
-        [it.text() for it in catalog],
-        batch_size=64,
-        normalize_embeddings=True,
-        show_progress_bar=progress,
-        convert_to_numpy=True,
-    ).astype(np.float32)
+    if len(catalog) > _EMBED_CHUNK:
+        for p in paths:
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                return _embed_resumable(catalog, embedder, p, progress)
+            except OSError:
+                continue
+    vecs = _encode(embedder, [it.text() for it in catalog], progress)
     for p in paths:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +127,44 @@ def embed_catalog(catalog: Catalog, embedder, embedder_name: str, cache: Path, p
         except OSError:
             continue
     return vecs
+
+
+def _encode(embedder, texts: list[str], progress: bool) -> np.ndarray:
+    return embedder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=progress,
+                           convert_to_numpy=True).astype(np.float32)
+
+
+def _embed_resumable(catalog: Catalog, embedder, path: Path, progress: bool) -> np.ndarray:
+    """Embed chunk by chunk into ``<path>.partial.npy``, recording the items done in ``<path>.partial.json``."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    partial, done_file = path.with_suffix(".partial.npy"), path.with_suffix(".partial.json")
+    done = 0
+    first = _encode(embedder, [catalog[0].text()], False)
+    shape = (len(catalog), first.shape[1])
+    if partial.is_file() and done_file.is_file():
+        try:
+            out = np.lib.format.open_memmap(partial, mode="r+")
+            done = int(json.loads(done_file.read_text())["done"]) if out.shape == shape else 0
+        except (OSError, ValueError, KeyError):
+            done = 0
+    if done == 0:
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+    elif progress:
+        log.warning("resuming the embedding of %s at item %d of %d", catalog.source, done, len(catalog))
+    with tqdm(total=len(catalog), initial=done, desc="embedding the catalog", unit="item", disable=not progress) as bar:
+        for start in range(done, len(catalog), _EMBED_CHUNK):
+            stop = min(start + _EMBED_CHUNK, len(catalog))
+            out[start:stop] = _encode(embedder, [catalog[i].text() for i in range(start, stop)], False)
+            out.flush()
+            done_file.write_text(json.dumps({"done": stop}))  # after the flush: a crash never skips a chunk
+            bar.update(stop - start)
+    del out
+    partial.replace(path)
+    done_file.unlink(missing_ok=True)
+    return np.load(path, allow_pickle=False, mmap_mode="r" if len(catalog) >= _MMAP_FROM else None)
 
 
 def rrf(rankings: dict[str, Sequence[int]], k: int, weights: dict[str, float] | None = None) -> dict[int, float]:
@@ -143,40 +178,64 @@ def rrf(rankings: dict[str, Sequence[int]], k: int, weights: dict[str, float] | 
 
 
 class Retriever:
-    """Dense + BM25 retrieval over one catalog, and co-occurrence when ``collab`` is given."""
+    """Dense + BM25 retrieval over one catalog, and co-occurrence when ``collab`` is given.
+
+    Per-item facts the final scoring needs (genres, people, years, popularity) are held as arrays, so a
+    query costs a few vector operations over the catalog instead of a Python loop over its items: the
+    difference between milliseconds and seconds at a million items.
+    """
 
     def __init__(self, catalog: Catalog, embedder, item_vectors: np.ndarray, cfg: RetrievalConfig,
-                 collab: CoOccurrence | None = None):
-        import bm25s
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets itself to DEBUG when imported
-
+                 collab: CoOccurrence | None = None, vectors_path: Path | None = None, progress: bool = False):
         self.catalog = catalog
         self.embedder = embedder
         self.cfg = cfg
         self.collab = collab  # the "collab" ranking: items liked together with the query's liked items
-        self.dense: VectorIndex = ExactIndex(item_vectors)
-        self.item_vectors = self.dense.vectors
-        self.bm25 = bm25s.BM25()
-        self.bm25.index(bm25s.tokenize([it.text() for it in catalog], stopwords="en", show_progress=False),
-                        show_progress=False)
-        self._bm25s = bm25s
+        # ``vectors_path``: the embeddings file; an approximate index and a large catalog's BM25 are kept beside it.
+        self.dense: VectorIndex = open_index(item_vectors, cfg, vectors_path, progress)
+        self.item_vectors = getattr(self.dense, "vectors", item_vectors)
+        self.bm25 = self._bm25(vectors_path, progress)
+        self.genres, self._genre_col = _membership([it.values("genres") for it in catalog])
+        self.people, self._person_col = _membership([it.people() for it in catalog])
+        self.years = np.array([np.nan if it.year is None else it.year for it in catalog], dtype=np.float64)
         # Popularity on any scale -> [0, 1] by log, so the prior stays mild whatever the units.
         pops = np.array([float(it.attributes.get("popularity") or 0) if isinstance(it.attributes.get("popularity"), (int, float))
                          else 0.0 for it in catalog])
         self.popularity = np.log1p(np.clip(pops, 0, None)) / max(np.log1p(pops.max()), 1e-9) if pops.any() else pops
 
+    def _bm25(self, vectors_path: Path | None, progress: bool):
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets itself to DEBUG when imported
+        self._bm25s = bm25s
+        folder = vectors_path.with_suffix(".bm25") if vectors_path is not None else None
+        if folder is not None and (folder / "params.index.json").is_file():
+            try:
+                return bm25s.BM25.load(folder, mmap=True, show_progress=False)
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("cannot read the BM25 index %s (%s); rebuilding", folder, e)
+        big = len(self.catalog) >= _SAVE_BM25_FROM
+        bm25 = bm25s.BM25()
+        bm25.index(bm25s.tokenize([it.text() for it in self.catalog], stopwords="en", show_progress=progress and big),
+                   show_progress=progress and big)
+        if folder is not None and big:
+            try:
+                bm25.save(folder, show_progress=False)
+            except OSError as e:
+                log.warning("cannot save the BM25 index to %s (%s)", folder, e)
+        return bm25
+
     def embed_query(self, text: str) -> np.ndarray:
         return self.embedder.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0]
 
-    def dense_ranking(self, query: Query) -> list[int]:
+    def dense_ranking(self, query: Query, allowed: np.ndarray | None = None) -> list[int]:
         q = self.embed_query(query.text) if query.text.strip() else np.zeros(self.item_vectors.shape[1], np.float32)
         liked = [self.catalog.position(i) for i in query.liked if i in self.catalog]
         if liked:
             q = q + self.cfg.like_weight * self.item_vectors[liked].mean(0) * max(1.0, len(liked) ** 0.5)
         if not np.any(q):
             return []
-        idx, _ = self.dense.search(q / np.linalg.norm(q), self.cfg.pool)
+        idx, _ = self.dense.search(q / np.linalg.norm(q), self.cfg.pool, allowed)
         return idx.tolist()
 
     def bm25_ranking(self, query: Query) -> list[int]:
@@ -187,14 +246,33 @@ class Retriever:
         docs, scores = self.bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
         return [int(d) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
+    def allowed(self, query: Query) -> np.ndarray:
+        """(N,) bool: items the query's exclusions and hard constraints leave (as :meth:`Constraints.allows`)."""
+        c = query.constraints
+        ok = np.ones(len(self.catalog), dtype=bool)
+        if cols := [self._genre_col[g] for g in c.exclude_genres if g in self._genre_col]:
+            ok &= np.asarray(self.genres[:, cols].sum(axis=1)).ravel() == 0
+        with np.errstate(invalid="ignore"):  # unknown years (NaN) compare False: never filtered
+            if c.year_min is not None:
+                ok &= ~(self.years < c.year_min)
+            if c.year_max is not None:
+                ok &= ~(self.years > c.year_max)
+        ok[[self.catalog.position(i) for i in query.exclude if i in self.catalog]] = False
+        return ok
+
     def retrieve(self, query: Query, n: int | None = None, use: Sequence[str] = ("dense", "bm25")) -> list[Candidate]:
         """Top-n candidates for the query, best first. ``use`` picks retrievers (for baselines): "dense",
         "bm25", "collab" (without a ``collab`` model or without evidence for the liked items it adds nothing)."""
         n = n or self.cfg.n_candidates
+        allowed = self.allowed(query)
         rankings: dict[str, list[int]] = {}
         weights = {"dense": self.cfg.dense_weight, "bm25": self.cfg.bm25_weight}
         if "dense" in use:
-            rankings["dense"] = self.dense_ranking(query)
+            # An approximate index over a large catalog is searched among the allowed items when most are ruled
+            # out (the pool's over-fetch would come back nearly empty); otherwise, and always for the exact
+            # index, the ranking is the plain nearest-neighbour list and the filter applies after fusion.
+            strict = self.dense.kind != "exact" and allowed.mean() < 0.5
+            rankings["dense"] = self.dense_ranking(query, allowed if strict else None)
         if "bm25" in use:
             rankings["bm25"] = self.bm25_ranking(query)
         if "collab" in use and self.collab is not None and (collab := self.collab.ranking(query, self.cfg.pool)):
@@ -205,29 +283,51 @@ class Retriever:
             if item_id in self.catalog:
                 pos = self.catalog.position(item_id)
                 fused[pos] = fused.get(pos, 0.0) + bonus
-        # Items no retriever found still qualify (e.g. a constraint-only query), at score 0.
-        c = query.constraints
-        out: list[Candidate] = []
-        for pos, item in enumerate(self.catalog):
-            if item.id in query.exclude or not c.allows(item):
-                continue
-            score = fused.get(pos, 0.0)
-            if c.include_genres & set(item.values("genres")):
-                score += self.cfg.genre_boost * len(c.include_genres & set(item.values("genres")))
-            if c.people:
-                score += self.cfg.people_boost * len(c.people & item.people())
-            if c.preferred_era(item):
-                score += self.cfg.era_boost
-            score += self.cfg.popularity_weight * float(self.popularity[pos])
-            out.append(Candidate(item, score, {}))
-        out.sort(key=lambda cand: -cand.score)
-        out = out[:n]
+        # Items no retriever found still qualify (e.g. a constraint-only query), at their boosts alone.
+        score = self._scores(fused, query.constraints)
+        top = _top(np.where(allowed, score, -np.inf), n)
         ranks = {name: {pos: r for r, pos in enumerate(rk, 1)} for name, rk in rankings.items()}
-        return [
-            Candidate(cand.item, cand.score, {
-                name: rk[self.catalog.position(cand.item.id)]
-                for name, rk in ranks.items()
-                if self.catalog.position(cand.item.id) in rk
-            })
-            for cand in out
-        ]
+        return [Candidate(self.catalog[pos], float(score[pos]),
+                          {name: rk[pos] for name, rk in ranks.items() if pos in rk}) for pos in top]
+
+    def _scores(self, fused: dict[int, float], c: Constraints) -> np.ndarray:
+        """(N,) fused score plus genre, people, era and popularity boosts, added in this order for every item."""
+        score = np.zeros(len(self.catalog), dtype=np.float64)
+        if fused:
+            score[np.fromiter(fused.keys(), np.int64, len(fused))] = np.fromiter(fused.values(), np.float64, len(fused))
+        if cols := [self._genre_col[g] for g in c.include_genres if g in self._genre_col]:
+            score += self.cfg.genre_boost * np.asarray(self.genres[:, cols].sum(axis=1)).ravel()
+        if cols := [self._person_col[p] for p in c.people if p in self._person_col]:
+            score += self.cfg.people_boost * np.asarray(self.people[:, cols].sum(axis=1)).ravel()
+        if c.prefer_year_min is not None or c.prefer_year_max is not None:
+            lo = -np.inf if c.prefer_year_min is None else c.prefer_year_min
+            hi = np.inf if c.prefer_year_max is None else c.prefer_year_max
+            with np.errstate(invalid="ignore"):
+                score += self.cfg.era_boost * ((self.years >= lo) & (self.years <= hi))
+        return score + self.cfg.popularity_weight * self.popularity
+
+
+def _membership(values: Sequence[Iterable[str]]):
+    """(N, V) 0/1 CSC matrix of which items have which value (each distinct value once), and value -> column."""
+    from scipy import sparse
+
+    col: dict[str, int] = {}
+    rows, cols = [], []
+    for i, vals in enumerate(values):
+        for v in dict.fromkeys(vals):
+            rows.append(i)
+            cols.append(col.setdefault(v, len(col)))
+    data = np.ones(len(rows), dtype=np.float64)
+    return sparse.csc_matrix((data, (rows, cols)), shape=(len(values), max(1, len(col)))), col
+
+
+def _top(score: np.ndarray, n: int) -> list[int]:
+    """Positions of the ``n`` best finite scores, best first, ties in catalog order (a stable sort's order)."""
+    finite = int(np.isfinite(score).sum())
+    n = min(n, finite)
+    if n <= 0:
+        return []
+    # Everything at least as good as the n-th best, so that ties at the cut keep catalog order.
+    cut = np.partition(score, len(score) - n)[len(score) - n]
+    pool = np.flatnonzero(score >= cut)
+    return pool[np.argsort(-score[pool], kind="stable")][:n].tolist()

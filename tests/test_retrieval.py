@@ -74,3 +74,64 @@ def test_popularity_is_only_a_mild_prior(tmp_path):
              Item("b", "Desert Song", "camels caravan sand dunes", {"popularity": 0})]
     r, _ = make(Catalog(items), tmp_path)
     assert r.retrieve(Query("camels and sand dunes"), 2)[0].item.id == "b"
+
+
+def synthetic(n: int) -> Catalog:
+    genres = ["Drama", "Comedy", "Horror", "Action", "Romance"]
+    return Catalog([Item(f"i{i}", f"Title {i} {genres[i % 5]} tale", f"A story about thing {i % 37} and place {i % 11}, part {i % 101} of {i % 7}.",
+                         {"year": 1950 + i % 70, "genres": [genres[i % 5], genres[(i * 7) % 5]], "director": [f"Person {i % 13}"]})
+                    for i in range(n)], source="<memory>")
+
+
+def test_a_large_catalog_is_embedded_in_chunks_and_resumes_after_a_crash(tmp_path, monkeypatch):
+    import chatrec.retrieval as retrieval
+
+    monkeypatch.setattr(retrieval, "_EMBED_CHUNK", 40)
+    catalog = synthetic(130)
+    expected = HashEmbedder().encode([it.text() for it in catalog])
+
+    class Crashing(HashEmbedder):
+        def encode(self, texts, **kw):
+            if self.calls == 3:  # a probe, then two chunks of 40, then the process dies
+                raise KeyboardInterrupt
+            return super().encode(texts, **kw)
+
+    with __import__("pytest").raises(KeyboardInterrupt):
+        embed_catalog(catalog, Crashing(), "hash", tmp_path, progress=False)
+    assert list((tmp_path / "index").glob("*.partial.npy")), "the finished chunks are on disk"
+    resumed = HashEmbedder()
+    vecs = embed_catalog(catalog, resumed, "hash", tmp_path, progress=False)
+    np.testing.assert_allclose(vecs, expected, atol=1e-6)
+    assert resumed.calls == 1 + 2  # the probe, then only the two chunks that were missing (80..119, 120..129)
+    assert not list((tmp_path / "index").glob("*.partial.*"))
+
+
+def test_retrieval_over_an_approximate_index_matches_exact_retrieval(tmp_path):
+    catalog = synthetic(1500)
+    emb = HashEmbedder()
+    vecs = embed_catalog(catalog, emb, "hash", tmp_path, progress=False)
+    exact = Retriever(catalog, emb, vecs, RetrievalConfig())
+    ann = Retriever(catalog, emb, vecs, RetrievalConfig(index="hnsw"))
+    assert (exact.dense.kind, ann.dense.kind) == ("exact", "hnsw")
+    c = Constraints(exclude_genres=frozenset({"Horror"}), year_min=1990, include_genres=frozenset({"Comedy"}))
+    for q in (Query("thing 5 and place 3"), Query("Drama tale", liked=("i7",), exclude=frozenset({"i9"}), constraints=c)):
+        a, b = ([x.item.id for x in r.retrieve(q, 20)] for r in (exact, ann))
+        # Hashed bags of words tie often, and the two indexes break ties differently: most, not all, agree.
+        assert len(set(a) & set(b)) >= 15
+        assert all(q.constraints.allows(catalog.get(i)) and i not in q.exclude for i in b)
+
+
+def test_a_large_catalogs_bm25_index_is_saved_and_read_back(tmp_path, monkeypatch):
+    import chatrec.retrieval as retrieval
+
+    monkeypatch.setattr(retrieval, "_SAVE_BM25_FROM", 100)
+    catalog = synthetic(300)
+    emb = HashEmbedder()
+    vecs = embed_catalog(catalog, emb, "hash", tmp_path, progress=False)
+    path = tmp_path / "emb.npy"
+    np.save(path, vecs)
+    first = Retriever(catalog, emb, vecs, RetrievalConfig(), vectors_path=path)
+    assert (path.with_suffix(".bm25") / "params.index.json").is_file()
+    again = Retriever(catalog, emb, vecs, RetrievalConfig(), vectors_path=path)
+    q = Query("thing 12 place 4 Comedy")
+    assert first.bm25_ranking(q) == again.bm25_ranking(q) and first.bm25_ranking(q)

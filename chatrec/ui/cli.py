@@ -259,14 +259,19 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from ..retrieval import embed_catalog
+    """Embed the catalog and build its dense (exact or approximate) and BM25 indexes, so that servers start
+    from files (a deployment builds them once and shares them read-only)."""
+    from ..retrieval import Retriever, embed_catalog, vectors_file
     from ..weights.packaged import load_embedder
 
     cfg = build_config(args)
     catalog = cfg.load_catalog()
     embedder = load_embedder(cfg.model.embedder)
     vecs = embed_catalog(catalog, embedder, cfg.model.embedder, cfg.cache(), progress=True)
-    print(f"indexed {len(catalog)} items from {catalog.source}: {vecs.shape[1]}-d vectors, hash {catalog.content_hash()[:16]}")
+    path = vectors_file(catalog, cfg.model.embedder, cfg.cache())
+    retriever = Retriever(catalog, embedder, vecs, cfg.retrieval, vectors_path=path, progress=True)
+    print(f"indexed {len(catalog)} items from {catalog.source}: {vecs.shape[1]}-d vectors, {retriever.dense.kind} "
+          f"dense index, hash {catalog.content_hash()[:16]}" + (f", files in {path.parent}" if path else ""))
     return 0
 
 
