@@ -14,6 +14,10 @@ Three promises, each with a test:
 The same file keeps each owner's profile (chatrec.profiles) as one JSON row. :meth:`SessionStore.forget`
 removes an owner's profile and sessions so that nothing of them is left in the file: deleted rows are
 overwritten (``PRAGMA secure_delete``) and the file is rebuilt (``VACUUM``).
+
+:func:`open_store` picks the backend from ``Config.store_url``: this file in ``data_dir``, or one PostgreSQL
+shared by several ``chatrec serve`` replicas (chatrec.store_postgres, same interface and promises). The
+steps both backends share (compare-and-swap with merge, reading rows, changing a profile) are functions here.
 """
 
 from __future__ import annotations
@@ -25,9 +29,14 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .profiles import Profile, owner_key
 from .session import Session, merge
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .store_postgres import PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +126,7 @@ class SessionStore:
     # ---- rows ----------------------------------------------------------------------------------------
 
     def _parse(self, session_id: str, data: str, version: int) -> Session | None:
-        """The session of one row, or None (with a warning) for a row this chatrec cannot read."""
-        try:
-            s = Session.from_dict(json.loads(data))
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            log.warning("skipped unreadable session %s in %s (%s: %s)", session_id, self.path, type(e).__name__, e)
-            return None
-        s.version = version
-        return s
+        return parse_session(session_id, data, version, self.path)
 
     def save(self, session: Session, base: Session | None = None) -> Session:
         """Write ``session`` and return what was stored; ``session.version`` advances in place unless
@@ -138,17 +140,8 @@ class SessionStore:
         try:
             db.execute("BEGIN IMMEDIATE")  # read-check-write is atomic across processes
             row = db.execute("SELECT version, data FROM sessions WHERE id = ?", (session.id,)).fetchone()
-            if row is not None and row[0] != session.version:
-                theirs = self._parse(session.id, row[1], row[0])
-                if base is None or theirs is None:
-                    db.execute("ROLLBACK")
-                    raise ConflictError(f"session {session.id} was changed elsewhere since it was loaded; "
-                                        "load it again and repeat the last action")
-                merged = merge(base, session, theirs)
-            else:
-                merged = session
-            stored = merged.copy()
-            stored.version = (row[0] if row is not None else session.version) + 1
+            stored, merged = compare_and_swap(session, base, None if row is None else row[0],
+                                              lambda: self._parse(session.id, row[1], row[0]))
             db.execute(
                 "INSERT INTO sessions (id, updated, data, version, owner) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET updated = excluded.updated, data = excluded.data, "
@@ -156,13 +149,16 @@ class SessionStore:
                 (stored.id, time.time(), json.dumps(stored.to_dict()), stored.version, stored.owner),
             )
             db.execute("COMMIT")
+        except ConflictError:
+            db.execute("ROLLBACK")
+            raise
         except sqlite3.Error as e:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StoreError(f"cannot save session {session.id} to {self.path} ({e})") from None
         finally:
             db.close()
-        if merged is session:  # a merged result is only in the returned session: a stale copy must not pass
+        if not merged:  # a merged result is only in the returned session: a stale copy must not pass
             session.version = stored.version
         return stored
 
@@ -212,10 +208,9 @@ class SessionStore:
             except StoreError as e:  # the session goes all the same; the profile stays for a newer chatrec
                 log.warning("%s", e)
                 profile = None
-            if profile is not None:
-                kept = profile.without_session(session_id)
-                if kept.evidence_key() != profile.evidence_key():
-                    self._write_profile(db, kept)
+            kept = profile_without_session(profile, session_id)
+            if kept is not None:
+                self._write_profile(db, kept)
             db.execute("COMMIT")
         except sqlite3.Error as e:
             if db.in_transaction:
@@ -236,13 +231,7 @@ class SessionStore:
 
     def _profile_row(self, db: sqlite3.Connection, owner: str | None) -> Profile | None:
         row = db.execute("SELECT json FROM profiles WHERE owner = ?", (owner_key(owner),)).fetchone()
-        if row is None:
-            return None
-        try:
-            return Profile.from_json(row[0])
-        except (ValueError, TypeError, KeyError) as e:
-            raise StoreError(f"the profile of {owner_key(owner)[:8]} in {self.path} cannot be read by this chatrec "
-                             f"({type(e).__name__}: {e})") from None
+        return None if row is None else parse_profile(owner, row[0], self.path)
 
     def _write_profile(self, db: sqlite3.Connection, profile: Profile) -> None:
         db.execute("INSERT INTO profiles (owner, json, updated) VALUES (?, ?, ?) ON CONFLICT(owner) DO UPDATE SET "
@@ -263,11 +252,8 @@ class SessionStore:
         db = self._db()
         try:
             db.execute("BEGIN IMMEDIATE")
-            old = self._profile_row(db, owner)
-            old = Profile(owner_key(owner)) if old is None else old  # (a profile without entries is falsy)
-            before = old.evidence_key()  # before ``change``, which may edit ``old`` in place
-            new = change(old)
-            if new.evidence_key() != before:
+            new, changed = changed_profile(owner, self._profile_row(db, owner), change)
+            if changed:
                 self._write_profile(db, new)
             db.execute("COMMIT")
         except (sqlite3.Error, StoreError) as e:
@@ -304,6 +290,81 @@ class SessionStore:
         with closing(self._db()) as db:
             db.execute("VACUUM")
         return result
+
+
+# ---- what both backends do the same way (chatrec.store_postgres calls these too) ---------------------
+
+
+def open_store(cfg: Config) -> SessionStore | PostgresStore:
+    """The store ``cfg`` names: PostgreSQL for a ``store_url`` (several replicas share it), else
+    ``sessions.sqlite`` in ``cfg.home()``."""
+    if not cfg.store_url:
+        return SessionStore(cfg.home() / "sessions.sqlite")
+    try:  # psycopg only where PostgreSQL is asked for: a single-machine install does without it
+        from .store_postgres import PostgresStore
+    except ImportError as e:  # not installed, or installed without a libpq it can load
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise StoreError(f"store_url names PostgreSQL but psycopg cannot be imported ({why}): "
+                         'pip install "chatrec[postgres]"') from None
+    return PostgresStore(cfg.store_url)
+
+
+def parse_session(session_id: str, data: str, version: int, where: object) -> Session | None:
+    """The session of one stored row, or None (with a warning) for a row this chatrec cannot read."""
+    try:
+        s = Session.from_dict(json.loads(data))
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        log.warning("skipped unreadable session %s in %s (%s: %s)", session_id, where, type(e).__name__, e)
+        return None
+    s.version = version
+    return s
+
+
+def compare_and_swap(session: Session, base: Session | None, row_version: int | None,
+                     theirs: Callable[[], Session | None]) -> tuple[Session, bool]:
+    """What a save writes over the stored row at ``row_version`` (None: no row yet), and whether it is a merge.
+
+    ``theirs`` reads the stored row; it is called only when the row changed since ``session`` was read.
+    Then ``base`` to ``session``'s changes are merged onto it; without a base (or with an unreadable row)
+    that is a :class:`ConflictError`. The caller holds the row's lock and writes the result with its version.
+    """
+    merged = False
+    if row_version is not None and row_version != session.version:
+        stored_session = theirs()
+        if base is None or stored_session is None:
+            raise ConflictError(f"session {session.id} was changed elsewhere since it was loaded; "
+                                "load it again and repeat the last action")
+        session, merged = merge(base, session, stored_session), True
+    stored = session.copy()
+    stored.version = (row_version if row_version is not None else session.version) + 1
+    return stored, merged
+
+
+def parse_profile(owner: str | None, text: str, where: object) -> Profile:
+    """The profile of one stored row; a row this chatrec cannot read is a :class:`StoreError`."""
+    try:
+        return Profile.from_json(text)
+    except (ValueError, TypeError, KeyError) as e:
+        raise StoreError(f"the profile of {owner_key(owner)[:8]} in {where} cannot be read by this chatrec "
+                         f"({type(e).__name__}: {e})") from None
+
+
+def changed_profile(owner: str | None, old: Profile | None,
+                    change: Callable[[Profile], Profile]) -> tuple[Profile, bool]:
+    """``change`` applied to ``old`` (an empty profile when None), and whether its evidence changed (a write
+    is needed only then)."""
+    old = Profile(owner_key(owner)) if old is None else old  # (a profile without entries is falsy)
+    before = old.evidence_key()  # before ``change``, which may edit ``old`` in place
+    new = change(old)
+    return new, new.evidence_key() != before
+
+
+def profile_without_session(profile: Profile | None, session_id: str) -> Profile | None:
+    """``profile`` without one deleted session's evidence, or None when there is nothing to write."""
+    if profile is None:
+        return None
+    kept = profile.without_session(session_id)
+    return kept if kept.evidence_key() != profile.evidence_key() else None
 
 
 def _is_corrupt(e: sqlite3.DatabaseError) -> bool:

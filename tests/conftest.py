@@ -1,6 +1,8 @@
-"""Shared fixtures: a tiny random causal LM with a word-level tokenizer, and a hashing embedder.
+"""Shared fixtures: a tiny random causal LM with a word-level tokenizer, a hashing embedder, and a throwaway
+PostgreSQL server (tests/postgres_server.py) for the tests of the shared store.
 
-Both are deterministic and build in milliseconds, so unit tests never touch the packaged weights.
+The model and the embedder are deterministic and build in milliseconds, so unit tests never touch the packaged
+weights.
 """
 
 from __future__ import annotations
@@ -98,3 +100,12 @@ def retriever(small_catalog, tmp_path_factory):
     emb = HashEmbedder()
     vecs = embed_catalog(small_catalog, emb, "hash", tmp_path_factory.mktemp("idx"), progress=False)
     return Retriever(small_catalog, emb, vecs, RetrievalConfig(n_candidates=6))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL cluster for the whole run (tests/postgres_server.py); skips without the binaries."""
+    from postgres_server import running_server
+
+    with running_server() as server:
+        yield server

@@ -1,4 +1,8 @@
-"""The session store: no lost writes across processes, corrupt files moved aside, schema migration."""
+"""The session store: no lost writes across processes, corrupt files moved aside, schema migration.
+
+Tests taking the ``store`` fixture run on both backends (SQLite, and PostgreSQL when its server binaries are
+installed: tests/postgres_server.py); the file's own promises (corrupt files, PRAGMAs, migration) are SQLite's.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,24 @@ from pathlib import Path
 
 import pytest
 
+from chatrec.config import load_config
 from chatrec.session import Session, TurnRecord, merge
-from chatrec.store import SCHEMA_VERSION, ConflictError, SessionStore, StoreError
+from chatrec.store import SCHEMA_VERSION, ConflictError, SessionStore, StoreError, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """An empty store of each backend (one fresh PostgreSQL database per test)."""
+    if request.param == "sqlite":
+        return SessionStore(tmp_path / "s.sqlite")
+    pytest.importorskip("psycopg")
+    from chatrec.store_postgres import PostgresStore
+
+    pg = PostgresStore(request.getfixturevalue("postgres_server").create_database())
+    request.addfinalizer(pg.close)
+    return pg
 
 
 def _turn(session: Session, text: str, items: list[str]) -> Session:
@@ -24,8 +42,7 @@ def _turn(session: Session, text: str, items: list[str]) -> Session:
     return new
 
 
-def test_two_writers_from_one_base_keep_both_turns_and_the_like(tmp_path):
-    store = SessionStore(tmp_path / "s.sqlite")
+def test_two_writers_from_one_base_keep_both_turns_and_the_like(store):
     base = store.save(_turn(Session(), "a heist film", ["a", "b"]))
     first, second = store.load(base.id), store.load(base.id)  # two processes read the same row
     liked = first.copy()
@@ -38,8 +55,7 @@ def test_two_writers_from_one_base_keep_both_turns_and_the_like(tmp_path):
     assert final.version == 3
 
 
-def test_a_stale_save_without_base_is_a_conflict_and_changes_nothing(tmp_path):
-    store = SessionStore(tmp_path / "s.sqlite")
+def test_a_stale_save_without_base_is_a_conflict_and_changes_nothing(store):
     s = store.save(Session())
     store.save(_turn(store.load(s.id), "one", ["a"]))
     with pytest.raises(ConflictError, match="changed elsewhere"):
@@ -158,8 +174,7 @@ def test_session_ids_are_unguessable():
     assert len(ids) == 100 and all(len(i) == 32 for i in ids)
 
 
-def test_sessions_by_owner_and_deletion_leave_nothing(tmp_path):
-    store = SessionStore(tmp_path / "s.sqlite")
+def test_sessions_by_owner_and_deletion_leave_nothing(store):
     mine = [store.save(Session(owner="a")) for _ in range(2)]
     theirs = store.save(Session(owner="b"))
     assert sorted(store.owned("a")) == sorted(s.id for s in mine) and store.owned("b") == [theirs.id]
@@ -179,7 +194,7 @@ def _liked(owner: str | None, title: str, item_id: str) -> Session:
     return s
 
 
-def _profile_of(store: SessionStore, session: Session, title: str) -> None:
+def _profile_of(store, session: Session, title: str) -> None:
     from chatrec.catalog import Catalog, Item
 
     catalog = Catalog([Item(session.liked[0], title)])
@@ -207,8 +222,7 @@ def test_a_schema_2_file_is_migrated_to_3_keeping_everything(tmp_path):
     assert path.read_bytes() == before  # a current file that is only read is not rewritten
 
 
-def test_the_profile_switch_round_trips_and_merges(tmp_path):
-    store = SessionStore(tmp_path / "s.sqlite")
+def test_the_profile_switch_round_trips_and_merges(store):
     s = store.save(Session(use_profile=False))
     assert store.load(s.id).use_profile is False
     base = store.load(s.id)
@@ -218,8 +232,7 @@ def test_the_profile_switch_round_trips_and_merges(tmp_path):
     assert store.save(mine, base=base).use_profile is True  # merged onto the other writer's row
 
 
-def test_profiles_are_stored_per_owner_and_deleting_a_session_takes_its_evidence(tmp_path):
-    store = SessionStore(tmp_path / "s.sqlite")
+def test_profiles_are_stored_per_owner_and_deleting_a_session_takes_its_evidence(store):
     a1, a2 = store.save(_liked("alice", "Heat", "heat-1995")), store.save(_liked("alice", "Alien", "alien-1979"))
     local = store.save(_liked(None, "Ronin", "ronin-1998"))
     for s, title in ((a1, "Heat"), (a2, "Alien"), (local, "Ronin")):
@@ -267,3 +280,20 @@ def test_forget_leaves_no_trace_of_the_owner_in_the_file(tmp_path):
         assert db.execute("SELECT count(*) FROM profiles WHERE owner = 'alice'").fetchone()[0] == 0
     assert store.load_profile("bob") and store.load(theirs.id) and store.load(terminal.id)
     assert store.forget(None) == (False, 1) and store.load_profile("bob")  # the terminal's user: its sessions
+
+
+# ---- choosing the backend ---------------------------------------------------------------------------
+
+
+def test_open_store_is_sqlite_in_the_data_dir_without_a_url(tmp_path):
+    store = open_store(load_config(None, [f"data_dir={tmp_path}"]))
+    assert isinstance(store, SessionStore) and store.path == tmp_path / "sessions.sqlite"
+
+
+def test_a_postgresql_url_without_psycopg_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now raises ImportError
+    monkeypatch.delitem(sys.modules, "chatrec.store_postgres", raising=False)
+    cfg = load_config(None, [f"data_dir={tmp_path}", "store_url=postgresql://chatrec:pw@db.example/chatrec"])
+    with pytest.raises(StoreError, match=r'pip install "chatrec\[postgres\]"') as e:
+        open_store(cfg)
+    assert "pw" not in str(e.value)
