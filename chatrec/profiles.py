@@ -28,7 +28,8 @@ from .vocab import GENRE_WORDS
 
 if TYPE_CHECKING:
     from .catalog import Catalog
-    from .config import ProfileConfig, RetrievalConfig
+    from .config import ProfileConfig
+    from .retrieval import Retriever
 
 KINDS = ("liked_item", "rejected_item", "genre_pref", "genre_avoid", "person", "era")
 OPPOSITE = {"liked_item": "rejected_item", "rejected_item": "liked_item",
@@ -300,38 +301,37 @@ class ProfileBias:
     def __bool__(self) -> bool:
         return bool(self.liked or self.exclude or self.genres or self.people or self.eras)
 
-    def scores(self, catalog: Catalog, item_vectors: np.ndarray, retrieval: RetrievalConfig,
-               profile: ProfileConfig) -> dict[str, float]:
-        """Fused-score bonuses (item id -> bonus; negative for avoided genres) for retrieval's ``extra_scores``.
+    def bonus(self, retriever: Retriever, profile: ProfileConfig) -> np.ndarray:
+        """(N,) fused-score bonuses by catalog position (negative for avoided genres), for ``Query.bonus``.
 
-        Liked items: the items nearest to their weighted mean embedding, as one more ranking in the
-        reciprocal-rank fusion with weight ``profile.like_weight``. Genres, people, eras: retrieval's own
-        boosts times ``profile.soft_weight`` times the entry's weight. ``item_vectors`` is (N, D), L2-normalised.
+        Liked items: the items nearest to their weighted mean embedding (the retriever's dense index, so an
+        approximate one at scale), as one more ranking in the reciprocal-rank fusion with weight
+        ``profile.like_weight``. Genres, people, eras: retrieval's own boosts times ``profile.soft_weight``
+        times the entry's weight, computed over the retriever's arrays (no loop over the items).
         """
-        out: dict[str, float] = {}
+        catalog, retrieval = retriever.catalog, retriever.cfg
+        out = np.zeros(len(catalog), dtype=np.float64)
         liked = [(catalog.position(i), w) for i, w in self.liked.items() if i in catalog]
         if liked and profile.like_weight > 0:
             pos, w = np.array([p for p, _ in liked]), np.array([w for _, w in liked], np.float32)
-            centre = (item_vectors[pos] * w[:, None]).sum(0) / w.sum()  # (D,)
-            sims = item_vectors @ centre  # (N,)
+            centre = (retriever.item_vectors[pos] * w[:, None]).sum(0) / w.sum()  # (D,)
             own = set(pos.tolist())  # the liked items themselves are not pulled, nor anything excluded
-            order = [int(i) for i in np.argsort(-sims, kind="stable")[: retrieval.pool]
-                     if int(i) not in own and catalog[int(i)].id not in self.exclude]
-            for rank, i in enumerate(order, 1):
-                out[catalog.items[i].id] = profile.like_weight / (retrieval.rrf_k + rank)
+            near, _ = retriever.dense.search(centre, retrieval.pool)
+            order = [int(i) for i in near if int(i) not in own and catalog[int(i)].id not in self.exclude]
+            out[order] += profile.like_weight / (retrieval.rrf_k + np.arange(1, len(order) + 1))
         if (self.genres or self.people or self.eras) and profile.soft_weight > 0:
-            for item in catalog:
-                if item.id in self.exclude:
-                    continue
-                bonus = retrieval.genre_boost * sum(self.genres.get(g, 0.0) for g in set(item.values("genres")))
-                bonus += retrieval.people_boost * sum(self.people.get(p, 0.0) for p in item.people())
-                y = item.year
-                if y is not None:
-                    bonus += retrieval.era_boost * sum(w for lo, hi, w in self.eras
-                                                       if (lo is None or y >= lo) and (hi is None or y <= hi))
-                if bonus:
-                    out[item.id] = out.get(item.id, 0.0) + profile.soft_weight * bonus
+            soft = retrieval.genre_boost * retriever.attribute_sum("genres", self.genres)
+            soft += retrieval.people_boost * retriever.attribute_sum("people", self.people)
+            for lo, hi, w in self.eras:
+                soft += retrieval.era_boost * w * retriever.in_years(lo, hi)
+            soft[[catalog.position(i) for i in self.exclude if i in catalog]] = 0.0
+            out += profile.soft_weight * soft
         return out
+
+    def scores(self, retriever: Retriever, profile: ProfileConfig) -> dict[str, float]:
+        """:meth:`bonus` as item id -> bonus, for the items that get one."""
+        b = self.bonus(retriever, profile)
+        return {retriever.catalog[int(i)].id: float(b[i]) for i in np.flatnonzero(b)}
 
 
 def profile_query_bias(profile: Profile, min_weight: float = 0.0) -> ProfileBias:

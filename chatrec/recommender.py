@@ -27,7 +27,7 @@ from .ranking import Ranking, Recommendation, combine
 from .reasons import finalize_reason
 from .retrieval import Query, Retriever, embed_catalog, vectors_file
 from .session import InputError, Session, TurnRecord, interpret
-from .store import SessionStore, StoreError
+from .store import SessionStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Recommender:
             catalog, retriever, store = reuse.catalog, reuse.retriever, reuse.store
         else:
             # The store and the catalog first: a bad file is reported before minutes of model loading.
-            store = SessionStore(cfg.home() / "sessions.sqlite")
+            store = open_store(cfg)
             catalog = cfg.load_catalog()
             collab = CoOccurrence.build(catalog, cfg.collaborative, store) if cfg.collaborative.enabled else None
             embedder = load_embedder(cfg.model.embedder, device=device)
@@ -145,12 +145,9 @@ class Recommender:
         new.turns.append(TurnRecord("user", prepared.text, image=prepared.image, audio=prepared.audio,
                                     transcript=prepared.transcript))
         known, bias = self._profile_bias(new, profile)
-        extra = dict(prepared.extra_scores)
-        if bias:
-            for item_id, bonus in bias.scores(self.catalog, self.retriever.item_vectors, self.cfg.retrieval,
-                                              self.cfg.profile).items():
-                extra[item_id] = extra.get(item_id, 0.0) + bonus
-        query = Query(new.user_text(), tuple(new.liked), new.excluded() | bias.exclude, new.constraints(), extra)
+        bonus = bias.bonus(self.retriever, self.cfg.profile) if bias else None
+        query = Query(new.user_text(), tuple(new.liked), new.excluded() | bias.exclude, new.constraints(),
+                      dict(prepared.extra_scores), bonus)
         n = self.cfg.retrieval.n_candidates
         pool = self.retriever.retrieve(query, max(n, depth), use=retrievers)
         head = pool[:n]

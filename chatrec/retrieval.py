@@ -70,6 +70,8 @@ class Query:
     exclude: frozenset[str] = frozenset()  # rejected or already mentioned
     constraints: Constraints = field(default_factory=Constraints)
     extra_scores: dict[str, float] | None = None  # other modalities' fused-score contributions
+    # (N,) fused-score bonus by catalog position (the profile's: it touches most items, so an array, not a dict)
+    bonus: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -284,27 +286,40 @@ class Retriever:
                 pos = self.catalog.position(item_id)
                 fused[pos] = fused.get(pos, 0.0) + bonus
         # Items no retriever found still qualify (e.g. a constraint-only query), at their boosts alone.
-        score = self._scores(fused, query.constraints)
+        score = self._scores(fused, query.constraints, query.bonus)
         top = _top(np.where(allowed, score, -np.inf), n)
         ranks = {name: {pos: r for r, pos in enumerate(rk, 1)} for name, rk in rankings.items()}
         return [Candidate(self.catalog[pos], float(score[pos]),
                           {name: rk[pos] for name, rk in ranks.items() if pos in rk}) for pos in top]
 
-    def _scores(self, fused: dict[int, float], c: Constraints) -> np.ndarray:
-        """(N,) fused score plus genre, people, era and popularity boosts, added in this order for every item."""
+    def _scores(self, fused: dict[int, float], c: Constraints, bonus: np.ndarray | None = None) -> np.ndarray:
+        """(N,) fused score plus genre, people, era, profile and popularity boosts, in this order for every item."""
         score = np.zeros(len(self.catalog), dtype=np.float64)
         if fused:
             score[np.fromiter(fused.keys(), np.int64, len(fused))] = np.fromiter(fused.values(), np.float64, len(fused))
-        if cols := [self._genre_col[g] for g in c.include_genres if g in self._genre_col]:
-            score += self.cfg.genre_boost * np.asarray(self.genres[:, cols].sum(axis=1)).ravel()
-        if cols := [self._person_col[p] for p in c.people if p in self._person_col]:
-            score += self.cfg.people_boost * np.asarray(self.people[:, cols].sum(axis=1)).ravel()
+        if c.include_genres:
+            score += self.cfg.genre_boost * self.attribute_sum("genres", dict.fromkeys(c.include_genres, 1.0))
+        if c.people:
+            score += self.cfg.people_boost * self.attribute_sum("people", dict.fromkeys(c.people, 1.0))
         if c.prefer_year_min is not None or c.prefer_year_max is not None:
-            lo = -np.inf if c.prefer_year_min is None else c.prefer_year_min
-            hi = np.inf if c.prefer_year_max is None else c.prefer_year_max
-            with np.errstate(invalid="ignore"):
-                score += self.cfg.era_boost * ((self.years >= lo) & (self.years <= hi))
+            score += self.cfg.era_boost * self.in_years(c.prefer_year_min, c.prefer_year_max)
+        if bonus is not None:
+            score += bonus
         return score + self.cfg.popularity_weight * self.popularity
+
+    def attribute_sum(self, kind: str, weights: dict[str, float]) -> np.ndarray:
+        """(N,) sum over each item's distinct genres ("genres") or people ("people") of their ``weights``."""
+        matrix, col = (self.genres, self._genre_col) if kind == "genres" else (self.people, self._person_col)
+        known = [(col[v], w) for v, w in weights.items() if v in col]
+        if not known:
+            return np.zeros(len(self.catalog), dtype=np.float64)
+        cols, w = zip(*known, strict=True)
+        return np.asarray(matrix[:, list(cols)] @ np.array(w, dtype=np.float64)).ravel()
+
+    def in_years(self, lo: int | None, hi: int | None) -> np.ndarray:
+        """(N,) 1.0 for items whose year lies in [lo, hi] (either end open), else 0.0 (unknown years too)."""
+        with np.errstate(invalid="ignore"):
+            return ((self.years >= (-np.inf if lo is None else lo)) & (self.years <= (np.inf if hi is None else hi))).astype(np.float64)
 
 
 def _membership(values: Sequence[Iterable[str]]):

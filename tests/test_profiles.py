@@ -130,10 +130,9 @@ def test_query_bias_is_soft_except_for_seen_and_rejected_items(small_catalog, re
     assert bias.liked == {"toy-story-1995": 1.0}
     assert bias.exclude == {"toy-story-1995", "alien-1979"}
     assert bias.genres == {"Animation": 1.0, "Horror": -1.0} and bias.people == {"Ridley Scott": 1.0}
-    scores = bias.scores(small_catalog, retriever.item_vectors, retriever.cfg, ProfileConfig())
+    scores = bias.scores(retriever, ProfileConfig())
     assert not set(scores) & bias.exclude  # what is not shown again needs no score
-    pull = ProfileBias(liked=bias.liked, exclude=bias.exclude).scores(small_catalog, retriever.item_vectors,
-                                                                      retriever.cfg, ProfileConfig())
+    pull = ProfileBias(liked=bias.liked, exclude=bias.exclude).scores(retriever, ProfileConfig())
     nearest = max(pull, key=pull.get)  # the liked film's nearest neighbour, first of the fused list
     assert nearest == "toy-story-2-1999" and pull[nearest] == pytest.approx(1.0 / (60 + 1))
     assert not profile_query_bias(Profile("x"))
@@ -142,7 +141,7 @@ def test_query_bias_is_soft_except_for_seen_and_rejected_items(small_catalog, re
 def test_soft_boosts_by_hand(small_catalog, retriever):
     """Retrieval's boosts (genre 0.005, people 0.01, era 0.005) times soft_weight 0.5 times the entry's weight."""
     bias = ProfileBias(genres={"Horror": -1.0, "Animation": 0.5}, people={"Ridley Scott": 1.0}, eras=((1980, 1989, 1.0),))
-    scores = bias.scores(small_catalog, retriever.item_vectors, retriever.cfg, ProfileConfig())
+    scores = bias.scores(retriever, ProfileConfig())
     assert scores == pytest.approx({
         "halloween-1978": 0.5 * -0.005, "jaws-1975": 0.5 * -0.005,  # avoided: pushed down, never filtered
         "alien-1979": 0.5 * (-0.005 + 0.01),

@@ -223,9 +223,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def _open_store(cfg):
     """The session store of ``cfg``, opened before any model loads; store notes go to stderr."""
-    from ..store import SessionStore
+    from ..store import open_store
 
-    store = SessionStore(cfg.home() / "sessions.sqlite")
+    store = open_store(cfg)
     for note in store.notes:
         print(f"chatrec: note: {note}", file=sys.stderr)
     return store
