@@ -378,7 +378,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", help="a UI or API owner (the hash its sessions store; default: this terminal's user)")
     p.add_argument("--yes", action="store_true", help="forget without asking")
     p.set_defaults(func=cmd_profile)
-    p = sub.add_parser("index", help="embed a catalog (cached by content hash)")
+    p = sub.add_parser("index", help="embed a catalog and build its dense and BM25 indexes (kept by content hash)")
     add_common_args(p)
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("eval", help="replay scripted dialogues and score the lists")

@@ -8,7 +8,7 @@ from rich.console import Console
 from chatrec.events import Answer, Done, Ranked, ReasonDone, ReasonToken, Understood
 from chatrec.ranking import Recommendation
 from chatrec.session import Session
-from chatrec.ui.cli import print_events
+from chatrec.ui.cli import main, print_events
 
 
 def _events():
@@ -107,3 +107,23 @@ def test_profile_export_and_forget_commands(tmp_path, capsys, monkeypatch):
     assert "forgot local: the profile and 1 session;" in capsys.readouterr().out
     assert store.load_profile(None) is None and store.sessions_of(None) == []
     assert store.load_profile("f00d" * 8) and store.sessions_of("f00d" * 8)  # another owner's stays
+
+
+def test_index_builds_the_embeddings_and_an_approximate_index_beside_the_catalog(tmp_path, capsys):
+    """`chatrec index` (real MiniLM) leaves what a replica needs: the embeddings and the HNSW file, by content hash."""
+    import shutil
+
+    from conftest import FIXTURES
+
+    catalog = tmp_path / "films.jsonl"
+    shutil.copy(FIXTURES / "films_small.jsonl", catalog)
+    args = ["index", "--catalog", str(catalog), "--data-dir", str(tmp_path), "--set", "retrieval.index=hnsw"]
+    assert main(args) == 0
+    assert "hnsw dense index" in capsys.readouterr().out
+    folder = tmp_path / "films.jsonl.index"
+    (emb,) = folder.glob("*.npy")
+    (graph,) = folder.glob("*.hnsw-*.faiss")
+    assert graph.name.startswith(emb.stem)
+    stamp = graph.stat().st_mtime_ns
+    assert main(args) == 0  # a second run reads the files
+    assert graph.stat().st_mtime_ns == stamp
