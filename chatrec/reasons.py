@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from .catalog import PERSON_ROLES, Catalog, Item, Schema
@@ -176,11 +176,13 @@ def _premise(item: Item, budget: int) -> str:
     return first if first and len(first.split()) <= budget and first[-1] in ".!?" else ""
 
 
-def fallback_reason(item: Item, user_text: str, liked: Sequence[Item] = (), schema: Schema | None = None) -> str:
+def fallback_reason(item: Item, user_text: str, liked: Sequence[Item] = (), schema: Schema | None = None,
+                    used_leads: set[str] | None = None) -> str:
     """A reason built only from catalog facts and the user's own words: always true, always complete.
 
     The wording varies with the item and the request (a stable hash), so a list does not read as one
-    template five times.
+    template five times. ``used_leads``: the leads ("You asked for horror") earlier reasons of the same list
+    opened with; a lead already used goes at the end instead, and one used here is added.
     """
     schema = schema or Schema.infer([item])
     found = hooks(item, user_text, liked)
@@ -191,8 +193,11 @@ def fallback_reason(item: Item, user_text: str, liked: Sequence[Item] = (), sche
     pick = int(hashlib.sha256(f"{item.id}|{user_text}".encode()).hexdigest(), 16)
     if found:
         hook = found[0]
-        if pick % 2:
-            return f"{hook[0].upper()}{hook[1:]}: {body}."
+        lead = f"{hook[0].upper()}{hook[1:]}"
+        if pick % 2 and lead not in (used_leads or ()):
+            if used_leads is not None:
+                used_leads.add(lead)
+            return f"{lead}: {body}."
         return f"{body}; {hook}."
     premise = _premise(item, 60 - len(body.split()))
     return f"{body}. {premise}" if premise else f"{body}."
@@ -208,25 +213,30 @@ def _echoes_prompt(text: str, user_text: str) -> bool:
         len(words) >= 3 and len(words & content_words(user_text)) / len(words) >= 0.6)
 
 
-def with_hook(text: str, item: Item, user_text: str, liked: Sequence[Item] = (), noun: str = "film") -> str:
+def with_hook(text: str, item: Item, user_text: str, liked: Sequence[Item] = (), noun: str = "film",
+              used_leads: Collection[str] = ()) -> str:
     """``text`` led by the strongest true hook to this user ("You asked for horror: ..."), or "" if none.
 
     The small model often writes a true premise that never says why it suits this user; the hook is
     built from the user's own words and the item's facts, so it is true by construction and the claim
-    check runs again on the whole.
+    check runs again on the whole. A lead in ``used_leads`` (one an earlier reason of the same list opened
+    with) is skipped: five reasons opening "You asked for horror:" read as a template.
     """
-    found = find_hooks(item, user_text, liked, noun)
+    found = [h for h in find_hooks(item, user_text, liked, noun) if h.lead not in used_leads]
     if not found:
         return ""
     return f"{found[0].lead}: {text}"
 
 
+
 def finalize_reason(raw: str, item: Item, catalog: Catalog, user_text: str, liked: Sequence[Item] = (),
-                    lead_with_hook: bool = True) -> Reason:
+                    lead_with_hook: bool = True, used_leads: set[str] | None = None) -> Reason:
     """The reason to show for one item, from the model's raw text (possibly empty).
 
     ``lead_with_hook``: a passing model text that says nothing about this user is led by a true hook.
+    ``used_leads``: one set shared by the reasons of one list, so that each hook lead opens at most one of them.
     """
+    used = set() if used_leads is None else used_leads
     raw = raw.strip()
     text = complete(raw.strip('"').strip())
     verdict = None
@@ -234,10 +244,11 @@ def finalize_reason(raw: str, item: Item, catalog: Catalog, user_text: str, like
         verdict = check(text or raw, item, catalog, user_text, liked)
         if text and verdict.ok and not _echoes_prompt(text, user_text) and reason_grounding(text, item):
             if lead_with_hook and not verdict.about_user:
-                led = with_hook(text, item, user_text, liked, catalog.schema.item_noun)
+                led = with_hook(text, item, user_text, liked, catalog.schema.item_noun, used)
                 led_verdict = check(led, item, catalog, user_text, liked) if led else None
                 if led_verdict is not None and led_verdict.ok:
+                    used.add(led[: len(led) - len(text) - 2])  # led is f"{lead}: {text}"
                     return Reason(led, "model", facts_in(led, item), raw, led_verdict, hooked=True)
             return Reason(text, "model", facts_in(text, item), raw, verdict)
-    shown = fallback_reason(item, user_text, liked, catalog.schema)
+    shown = fallback_reason(item, user_text, liked, catalog.schema, used)
     return Reason(shown, "fallback", facts_in(shown, item), raw, verdict)

@@ -178,9 +178,10 @@ class Recommender:
                     else:
                         yield ReasonToken(rows[event[0]], event[1])
         liked = [self.catalog.get(i) for i in session.liked if i in self.catalog]
+        used_leads: set[str] = set()  # each hook lead ("You asked for horror") opens at most one reason of the list
         for row, (rec, text) in enumerate(zip(recs, raw, strict=True)):
             r = finalize_reason(text, self.catalog.get(rec.item_id), self.catalog, user_text, liked,
-                                self.cfg.generation.lead_with_hook)
+                                self.cfg.generation.lead_with_hook, used_leads)
             why = (r.verdict.problem() or "not about the item, or an echo of the request") if r.source == "fallback" and r.verdict else ""
             yield ReasonDone(row, replace(rec, reason=r.text, reason_source=r.source, facts_used=r.facts_used,
                                           reason_raw=r.raw, reason_rejected=why))

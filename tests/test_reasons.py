@@ -152,3 +152,19 @@ def test_no_hook_from_what_a_reader_found_the_user_turning_down(user):
     item = Item("x", "X", "A story.", {"genres": ["Action", "Comedy", "Horror", "Animation", "Thriller"],
                                        "keywords": ["slapstick"]})
     assert not [h for h in find_hooks(item, user) if h.lead.startswith(("You asked for", "You mentioned"))], user
+
+
+def test_each_hook_lead_opens_at_most_one_reason_of_a_list():
+    """The second audit's five-answer read: "You asked for horror:" opened three reasons of one list."""
+    used: set[str] = set()
+    first = finalize_reason(PREMISE_ONLY, HEAT, CAT, "a tense thriller by Michael Mann", used_leads=used)
+    assert first.hooked and first.text.startswith("From Michael Mann, whom you mentioned: ")
+    second = finalize_reason(PREMISE_ONLY, HEAT, CAT, "a tense thriller by Michael Mann", used_leads=used)
+    assert second.hooked and second.text.startswith("You asked for thriller: ")  # the next hook, not the same one
+    third = finalize_reason(PREMISE_ONLY, HEAT, CAT, "a tense thriller by Michael Mann", used_leads=used)
+    assert third.text == PREMISE_ONLY and not third.hooked  # every lead used: the model's text as it is
+    # A fallback whose lead is taken keeps the hook at its end, so it is still about the user.
+    leads = {"You asked for thriller"}
+    for request in (f"a tense thriller {i}" for i in range(8)):  # the hash picks lead or end; a used lead: end
+        text = fallback_reason(HEAT, request, used_leads=leads)
+        assert not text.startswith("You asked for thriller") and text.endswith("you asked for thriller.")
