@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -29,6 +30,7 @@ FUZZY_MIN_CHARS = 8  # typos are forgiven only in titles / names at least this l
 FUZZY_RATIO = 88.0  # rapidfuzz ratio (0-100) a misspelt span needs
 WORD_RATIO = 75.0  # ... and each of its words against the title's word in the same place
 SHORT_WORD = 5  # words shorter than this must be spelt right (one letter changes a short word)
+BLOCK_FROM = 50_000  # names of a kind from which typo matching compares only names sharing a word with the span
 MIN_SCORE = 0.7  # links below this confidence are dropped
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -109,10 +111,8 @@ class Linker:
                         surnames[words[-1]].add(name)
         self.surnames = {s: next(iter(n)) for s, n in surnames.items() if len(n) == 1 and len(s) >= 4}
         self.longest = max((len(f) for f in [*self.titles, *self.people]), default=1)
-        # Typo candidates by word count: a typo changes letters, not words (``_word_by_word``), so a span is
-        # only compared with names of its own length, which keeps a message's linking to milliseconds.
-        self._fuzzy_titles = _by_length(f for f in self.titles if len(" ".join(f)) >= FUZZY_MIN_CHARS)
-        self._fuzzy_people = _by_length(f for f in self.people if len(" ".join(f)) >= FUZZY_MIN_CHARS)
+        self._fuzzy_titles = _Fuzzy(f for f in self.titles if len(" ".join(f)) >= FUZZY_MIN_CHARS)
+        self._fuzzy_people = _Fuzzy(f for f in self.people if len(" ".join(f)) >= FUZZY_MIN_CHARS)
 
     def link(self, text: str) -> list[Mention]:
         """Non-overlapping mentions in ``text``, in order; the longest, most certain span wins overlaps."""
@@ -150,10 +150,9 @@ class Linker:
             return
         joined = " ".join(words)
         if len(content) > 1 and len(joined) >= FUZZY_MIN_CHARS:
-            forms = self._fuzzy_titles.get(n, {})
-            hit = process.extractOne(joined, forms.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO) if forms else None
-            if hit is not None and _word_by_word(words, forms[hit[0]]):
-                for item_id, score in self.titles[forms[hit[0]]]:
+            hit = self._fuzzy_titles.best(joined, words)
+            if hit is not None and _word_by_word(words, hit[0]):
+                for item_id, score in self.titles[hit[0]]:
                     yield Mention("title", item_id, start, end, score * hit[1] / 100)
 
     def _single_word_weight(self, text: str, toks: list[_Token], i: int, n: int) -> float:
@@ -182,10 +181,9 @@ class Linker:
             return
         joined = " ".join(words)
         if len(joined) >= FUZZY_MIN_CHARS:
-            names = self._fuzzy_people.get(n, {})
-            hit = process.extractOne(joined, names.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO) if names else None
-            if hit is not None and _word_by_word(words, names[hit[0]]):
-                yield Mention("person", self.people[names[hit[0]]], start, end, 0.9 * hit[1] / 100)
+            hit = self._fuzzy_people.best(joined, words)
+            if hit is not None and _word_by_word(words, hit[0]):
+                yield Mention("person", self.people[hit[0]], start, end, 0.9 * hit[1] / 100)
 
     def _surnames(self, text: str, toks: list[_Token]):
         for t in toks:
@@ -193,12 +191,33 @@ class Linker:
                 yield Mention("person", self.surnames[t.norm], t.start, t.end, 0.75)
 
 
-def _by_length(forms) -> dict[int, dict[str, tuple[str, ...]]]:
-    """{word count: {joined form: form}}."""
-    out: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)
-    for f in forms:
-        out[len(f)][" ".join(f)] = f
-    return dict(out)
+class _Fuzzy:
+    """Names by word count, for typo matching. A typo changes letters, not words (``_word_by_word``), so a span
+    is only compared with names of its own length, which keeps a message's linking to milliseconds. Above
+    ``BLOCK_FROM`` names (a catalog of hundreds of thousands), only names sharing a word with the span are
+    compared: a span with every word misspelt is then missed, and a turn stays in milliseconds, not seconds."""
+
+    def __init__(self, forms: Iterable[tuple[str, ...]]):
+        self.by_length: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)  # {word count: {joined: form}}
+        for f in forms:
+            self.by_length[len(f)][" ".join(f)] = f
+        self.by_word: dict[tuple[int, str], list[str]] | None = None  # (word count, word) -> joined forms
+        if sum(len(v) for v in self.by_length.values()) >= BLOCK_FROM:
+            self.by_word = defaultdict(list)
+            for n, forms_n in self.by_length.items():
+                for joined, f in forms_n.items():
+                    for w in set(f) - ARTICLES:
+                        self.by_word[(n, w)].append(joined)
+
+    def best(self, joined: str, words: tuple[str, ...]) -> tuple[tuple[str, ...], float] | None:
+        """(name form, rapidfuzz ratio) of the closest name of ``len(words)`` words at or over FUZZY_RATIO."""
+        forms = self.by_length.get(len(words))
+        if not forms:
+            return None
+        choices = forms.keys() if self.by_word is None else {
+            c for w in set(words) - ARTICLES for c in self.by_word.get((len(words), w), ())}
+        hit = process.extractOne(joined, choices, scorer=fuzz.ratio, score_cutoff=FUZZY_RATIO) if choices else None
+        return None if hit is None else (forms[hit[0]], hit[1])
 
 
 def _word_by_word(said: tuple[str, ...], name: tuple[str, ...]) -> bool:

@@ -1,5 +1,6 @@
 import pytest
 
+from chatrec.catalog import Catalog, Item
 from chatrec.linking import Linker, tokens
 
 
@@ -100,3 +101,19 @@ def test_descriptions_and_one_letter_changes_are_not_titles():
     # Names still link: capitalised, without the determiner, or with a small typo in a long word.
     assert keys("I loved Love Story") == ["ls"] and keys("we watched love story twice") == ["ls"]
     assert keys("have you seen They Live?") == ["tl"] and keys("the lost weeknd was great") == ["lw"]
+
+
+def test_a_very_large_catalog_compares_typos_only_with_titles_sharing_a_word(monkeypatch):
+    """Above BLOCK_FROM names, fuzzy matching is blocked by shared words: a typo in one word still links."""
+    import chatrec.linking as linking
+
+    monkeypatch.setattr(linking, "BLOCK_FROM", 3)
+    cat = Catalog([Item("gf", "The Godfather Returns"), Item("sr", "The Silent River"), Item("cm", "Copper Mirror"),
+                   Item("hl", "Hollow Lantern")])
+    linker = linking.Linker(cat)
+    assert linker._fuzzy_titles.by_word is not None
+    assert [m.key for m in linker.link("I loved The Silent Rivr")] == ["sr"]  # "silent" is shared
+    assert [m.key for m in linker.link("anything like Coper Mirror?")] == ["cm"]
+    assert not linker.link("anything like Coper Mirro?")  # every word misspelt: missed when blocked, by design
+    monkeypatch.setattr(linking, "BLOCK_FROM", 10**9)
+    assert [m.key for m in linking.Linker(cat).link("anything like Coper Mirro?")] == ["cm"]
