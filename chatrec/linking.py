@@ -53,16 +53,21 @@ class _Token:
     raw: str
 
 
+_WORD_OR_AMP = re.compile(rf"{_WORD.pattern}|&", re.UNICODE)
+_POSSESSIVE = re.compile(r"['’]s$")
+
+
+@lru_cache(maxsize=200_000)  # words repeat across a catalog's titles and names: a million items, few words
 def normalise_word(word: str) -> str:
     w = unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode().lower()
-    w = re.sub(r"['’]s$", "", w).replace("'", "").replace("’", "")
+    w = _POSSESSIVE.sub("", w).replace("'", "").replace("’", "")
     return w
 
 
 def tokens(text: str) -> list[_Token]:
     """Words of ``text`` with their spans; "&" counts as "and"; sequel numbers are unified."""
     out: list[_Token] = []
-    for m in re.finditer(rf"{_WORD.pattern}|&", text):
+    for m in _WORD_OR_AMP.finditer(text):
         raw = m.group(0)
         out.append(_Token("and" if raw == "&" else normalise_word(raw), m.start(), m.end(), raw))
     # "part two" / "part ii" / "part 2" -> "2"; a bare roman numeral after a word -> its digit
@@ -102,9 +107,13 @@ class Linker:
                 self.titles[form].append((item.id, score))
         self.people: dict[tuple[str, ...], str] = {}
         surnames: dict[str, set[str]] = defaultdict(set)
+        seen: set[str] = set()  # a name is read once, however many items name it
         for item in catalog:
             for key in PERSON_KEYS:
                 for name in item.values(key):
+                    if name in seen:
+                        continue
+                    seen.add(name)
                     words = tuple(t.norm for t in tokens(name))
                     if len(words) >= 2:
                         self.people.setdefault(words, name)
