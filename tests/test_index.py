@@ -80,3 +80,16 @@ def test_exact_search_with_fewer_allowed_items_than_asked_returns_those():
     idx, _ = ExactIndex(x).search(x[0], 10, allowed)
     assert sorted(idx.tolist()) == [3, 7]
     assert len(ExactIndex(x).search(x[0], 10, np.zeros(50, dtype=bool))[0]) == 0
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_many_allowed_items_are_searched_through_a_bitmap_selector(kind, monkeypatch):
+    import chatrec.index as index_mod
+
+    monkeypatch.setattr(index_mod, "_EXACT_AMONG", 0)  # force FAISS's own filtered search
+    x = clustered(3000)
+    index = open_index(x, RetrievalConfig(index=kind, ivf_nprobe=64), progress=False)
+    allowed = np.arange(len(x)) % 3 == 0  # a third of the catalog, as "from 1990 on" leaves
+    idx, _ = index.search(x[1], 50, allowed)
+    assert len(idx) == 50 and allowed[idx].all()
+    assert recall(idx, ExactIndex(x).search(x[1], 50, allowed)[0]) >= 0.9
