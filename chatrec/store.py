@@ -203,14 +203,8 @@ class SessionStore:
                 db.execute("ROLLBACK")
                 return False
             db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-            try:
-                profile = self._profile_row(db, row[0])
-            except StoreError as e:  # the session goes all the same; the profile stays for a newer chatrec
-                log.warning("%s", e)
-                profile = None
-            kept = profile_without_session(profile, session_id)
-            if kept is not None:
-                self._write_profile(db, kept)
+            drop_session_evidence(lambda: self._profile_row(db, row[0]), lambda p: self._write_profile(db, p),
+                                  session_id)
             db.execute("COMMIT")
         except sqlite3.Error as e:
             if db.in_transaction:
@@ -359,12 +353,21 @@ def changed_profile(owner: str | None, old: Profile | None,
     return new, new.evidence_key() != before
 
 
-def profile_without_session(profile: Profile | None, session_id: str) -> Profile | None:
-    """``profile`` without one deleted session's evidence, or None when there is nothing to write."""
+def drop_session_evidence(read: Callable[[], Profile | None], write: Callable[[Profile], None],
+                          session_id: str) -> None:
+    """Take a deleted session's evidence out of its owner's profile, inside the deleting transaction: ``read``
+    the stored profile, ``write`` it back when it changed. A profile this chatrec cannot read stays as it is
+    (for a newer chatrec) and the session goes all the same."""
+    try:
+        profile = read()
+    except StoreError as e:
+        log.warning("%s", e)
+        return
     if profile is None:
-        return None
+        return
     kept = profile.without_session(session_id)
-    return kept if kept.evidence_key() != profile.evidence_key() else None
+    if kept.evidence_key() != profile.evidence_key():
+        write(kept)
 
 
 def _is_corrupt(e: sqlite3.DatabaseError) -> bool:

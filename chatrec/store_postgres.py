@@ -36,9 +36,9 @@ from .store import (
     StoreError,
     changed_profile,
     compare_and_swap,
+    drop_session_evidence,
     parse_profile,
     parse_session,
-    profile_without_session,
 )
 
 log = logging.getLogger(__name__)
@@ -193,14 +193,8 @@ class PostgresStore:
             if row is None or (owner is not None and row[0] != owner):
                 return False
             db.execute("DELETE FROM chatrec_sessions WHERE id = %s", (session_id,))
-            try:
-                profile = self._profile_row(db, row[0])
-            except StoreError as e:  # the session goes all the same; the profile stays for a newer chatrec
-                log.warning("%s", e)
-                profile = None
-            kept = profile_without_session(profile, session_id)
-            if kept is not None:
-                self._write_profile(db, kept)
+            drop_session_evidence(lambda: self._profile_row(db, row[0]), lambda p: self._write_profile(db, p),
+                                  session_id)
         return True
 
     def sessions_of(self, owner: str | None) -> list[Session]:
