@@ -110,8 +110,8 @@ def _error_of(e: BaseException) -> ApiError:
         return ApiError(404, _public(str(e.args[0]) if e.args else "not found"))
     if isinstance(e, ConflictError):
         return ApiError(409, _public(str(e)))
-    if isinstance(e, StoreError):
-        return ApiError(409, _public(str(e)))
+    if isinstance(e, StoreError):  # the database is down or refuses: try again later (another replica may do)
+        return ApiError(503, _public(str(e)), {"Retry-After": "5"})
     log.exception("unexpected error in a request", exc_info=e)
     return ApiError(500, f"internal error ({type(e).__name__}); see the server log")
 

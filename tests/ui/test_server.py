@@ -353,3 +353,14 @@ def test_profile_lines_switch_and_forget(base):
         assert c.get("/sessions").json()["sessions"] == [] and c.get("/profile").json()["lines"] == []
         one_line_error(c.get(f"/sessions/{sid}"), 404)
         assert other.get(f"/sessions/{theirs}").status_code == 200
+
+
+def test_a_store_that_cannot_be_reached_is_a_503_with_retry_after(api, rec, monkeypatch):
+    from chatrec.store import StoreError
+
+    def down(*_a, **_k):
+        raise StoreError("cannot reach the session database postgresql://chatrec@db/chatrec (connection refused)")
+
+    monkeypatch.setattr(rec.store, "save", down)
+    r = api.post("/sessions")
+    assert "cannot reach the session database" in one_line_error(r, 503) and r.headers["retry-after"] == "5"
