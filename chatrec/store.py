@@ -165,12 +165,7 @@ class SessionStore:
     def load(self, session_id: str) -> Session:
         with closing(self._db()) as db:
             row = db.execute("SELECT data, version FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if row is None:
-            raise KeyError(f"no saved session {session_id!r}")
-        session = self._parse(session_id, row[0], row[1])
-        if session is None:
-            raise StoreError(f"session {session_id} in {self.path} cannot be read by this chatrec (see the warning)")
-        return session
+        return loaded_session(session_id, row, self._parse, self.path)
 
     def latest(self) -> Session | None:
         """The most recently updated session that can be read (unreadable rows are skipped with a warning)."""
@@ -351,6 +346,18 @@ def changed_profile(owner: str | None, old: Profile | None,
     before = old.evidence_key()  # before ``change``, which may edit ``old`` in place
     new = change(old)
     return new, new.evidence_key() != before
+
+
+def loaded_session(session_id: str, row: tuple[str, int] | None,
+                   parse: Callable[[str, str, int], Session | None], where: object) -> Session:
+    """The session of a (data, version) ``row`` read by id: KeyError when there is none, StoreError when this
+    chatrec cannot read it (``parse`` has warned why)."""
+    if row is None:
+        raise KeyError(f"no saved session {session_id!r}")
+    session = parse(session_id, row[0], row[1])
+    if session is None:
+        raise StoreError(f"session {session_id} in {where} cannot be read by this chatrec (see the warning)")
+    return session
 
 
 def drop_session_evidence(read: Callable[[], Profile | None], write: Callable[[Profile], None],

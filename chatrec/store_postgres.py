@@ -37,6 +37,7 @@ from .store import (
     changed_profile,
     compare_and_swap,
     drop_session_evidence,
+    loaded_session,
     parse_profile,
     parse_session,
 )
@@ -154,12 +155,7 @@ class PostgresStore:
     def load(self, session_id: str) -> Session:
         with self._db(f"load session {session_id} from") as db:
             row = db.execute("SELECT data, version FROM chatrec_sessions WHERE id = %s", (session_id,)).fetchone()
-        if row is None:
-            raise KeyError(f"no saved session {session_id!r}")
-        session = self._parse(session_id, row[0], row[1])
-        if session is None:
-            raise StoreError(f"session {session_id} in {self.path} cannot be read by this chatrec (see the warning)")
-        return session
+        return loaded_session(session_id, row, self._parse, self.path)
 
     def latest(self) -> Session | None:
         """The most recently updated session that can be read (unreadable rows are skipped with a warning)."""
