@@ -220,12 +220,16 @@ def with_hook(text: str, item: Item, user_text: str, liked: Sequence[Item] = (),
     The small model often writes a true premise that never says why it suits this user; the hook is
     built from the user's own words and the item's facts, so it is true by construction and the claim
     check runs again on the whole. A lead in ``used_leads`` (one an earlier reason of the same list opened
-    with) is skipped: five reasons opening "You asked for horror:" read as a template.
+    with) is skipped: five reasons opening "You asked for horror:" read as a template. When every lead is
+    used, the strongest hook ends the text instead ("...; you asked for horror."), as the fallback does.
     """
-    found = [h for h in find_hooks(item, user_text, liked, noun) if h.lead not in used_leads]
-    if not found:
-        return ""
-    return f"{found[0].lead}: {text}"
+    found = find_hooks(item, user_text, liked, noun)
+    fresh = [h for h in found if h.lead not in used_leads]
+    if fresh:
+        return f"{fresh[0].lead}: {text}"
+    if found and text.endswith("."):  # every lead opened an earlier reason: the strongest hook goes at the end
+        return f"{text[:-1]}; {found[0].clause}."
+    return ""
 
 
 
@@ -247,7 +251,8 @@ def finalize_reason(raw: str, item: Item, catalog: Catalog, user_text: str, like
                 led = with_hook(text, item, user_text, liked, catalog.schema.item_noun, used)
                 led_verdict = check(led, item, catalog, user_text, liked) if led else None
                 if led_verdict is not None and led_verdict.ok:
-                    used.add(led[: len(led) - len(text) - 2])  # led is f"{lead}: {text}"
+                    if led.endswith(text):  # f"{lead}: {text}", not the hook at the end
+                        used.add(led[: len(led) - len(text) - 2])
                     return Reason(led, "model", facts_in(led, item), raw, led_verdict, hooked=True)
             return Reason(text, "model", facts_in(text, item), raw, verdict)
     shown = fallback_reason(item, user_text, liked, catalog.schema, used)

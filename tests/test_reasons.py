@@ -162,7 +162,9 @@ def test_each_hook_lead_opens_at_most_one_reason_of_a_list():
     second = finalize_reason(PREMISE_ONLY, HEAT, CAT, "a tense thriller by Michael Mann", used_leads=used)
     assert second.hooked and second.text.startswith("You asked for thriller: ")  # the next hook, not the same one
     third = finalize_reason(PREMISE_ONLY, HEAT, CAT, "a tense thriller by Michael Mann", used_leads=used)
-    assert third.text == PREMISE_ONLY and not third.hooked  # every lead used: the model's text as it is
+    # Every lead used: the strongest hook ends the text instead, so it still speaks to this user.
+    assert third.hooked and third.text == PREMISE_ONLY[:-1] + "; you mentioned Michael Mann, who directed it."
+    assert third.verdict.ok and third.verdict.about_user
     # A fallback whose lead is taken keeps the hook at its end, so it is still about the user.
     leads = {"You asked for thriller"}
     for request in (f"a tense thriller {i}" for i in range(8)):  # the hash picks lead or end; a used lead: end
